@@ -1,0 +1,7 @@
+"""Session-wide test settings. Part-specific fixtures live next to their tests or in tests/support/."""
+
+import os
+
+# No model hub is reachable: every model a test loads is built locally (tests/support/tiny_models.py).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
