@@ -1,0 +1,98 @@
+"""The chat page: one conversation per browser session, kept server-side, found through the session cookie."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+
+from kubechat_frontend import conversations, ratelimit
+from kubechat_frontend.errors import ApiError
+from kubechat_frontend.logs import log_fields
+from kubechat_frontend.services import services
+from kubechat_frontend.store import Conversation
+
+bp = Blueprint("chat", __name__)
+
+PAGE_OWNER = "page"
+
+
+def current_conversation() -> Conversation | None:
+    """The conversation this browser's (signed) session cookie names, if it still exists."""
+    conversation_id = session.get("conversation")
+    if not conversation_id:
+        return None
+    conversation = services().store.get_conversation(conversation_id)
+    if conversation is None or conversation.owner != PAGE_OWNER:
+        session.pop("conversation", None)
+        return None
+    log_fields()["session"] = conversation.id
+    return conversation
+
+
+def remember(conversation: Conversation) -> None:
+    session["conversation"] = conversation.id
+    session.permanent = True  # history outlives a browser restart (PERMANENT_SESSION_LIFETIME)
+
+
+def end_current() -> None:
+    conversation = current_conversation()
+    if conversation is not None:
+        services().store.delete_conversation(conversation.id)
+    session.pop("conversation", None)
+
+
+@bp.get("/")
+def page() -> str:
+    svc = services()
+    conversation = current_conversation()
+    messages = svc.store.messages(conversation.id) if conversation else []
+    return render_template(
+        "chat.html",
+        settings=svc.settings,
+        models=svc.models.names,
+        default_model=svc.models.default,
+        personas=svc.settings["PERSONAS"],
+        conversation=conversation,
+        messages=messages,
+    )
+
+
+@bp.post("/new")
+def new_conversation() -> Response:
+    """Form: end this browser's conversation and start one with the picked model and persona."""
+    svc = services()
+    model = request.form.get("model") or None
+    persona = request.form.get("persona") or None
+    svc.models.resolve(model)  # reject a bad pick before ending anything
+    end_current()
+    conversation = conversations.start(svc, PAGE_OWNER, model, persona)
+    remember(conversation)
+    return redirect(url_for("chat.page"), code=303)
+
+
+@bp.post("/end")
+def end() -> Response:
+    """Form: end (delete) this browser's conversation."""
+    end_current()
+    return redirect(url_for("chat.page"), code=303)
+
+
+@bp.post("/chat/send")
+def send() -> Response:
+    """The page's script posts `{message}` here (CSRF token in a header) and reads the answer as events."""
+    svc = services()
+    ratelimit.enforce(svc.store, f"ip:{request.remote_addr}", svc.settings["RATE_LIMIT"])
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", "invalid_json")
+    text = conversations.validate_message(body.get("message"), svc.settings["MAX_MESSAGE_CHARS"])
+    conversation = current_conversation()
+    if conversation is None:
+        conversation = conversations.start(svc, PAGE_OWNER)
+        remember(conversation)
+    log_fields().update(session=conversation.id, model=conversation.model)
+    turn = conversations.Turn(svc, conversation, text)
+    return Response(
+        conversations.sse_events(turn, log_fields()),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,118 @@
+"""A chat turn, the same for the page and the API: read history, ask the model, stream, then save the turn."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+from kubechat_frontend.errors import ApiError
+from kubechat_frontend.services import Services
+from kubechat_frontend.store import Conversation, Message
+from kubechat_frontend.upstream import ChatStream, Delta, Origin
+
+
+def validate_message(text: Any, max_chars: int) -> str:
+    """The user's message, or 400 when it is missing or empty and 413 when it is longer than allowed."""
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "The message is empty.", "empty_message")
+    if len(text) > max_chars:
+        raise ApiError(413, f"The message is longer than {max_chars} characters.", "message_too_long")
+    return text
+
+
+def start(
+    services: Services, owner: str, model: str | None = None, persona: str | None = None
+) -> Conversation:
+    """A new conversation with the chosen (or default) model and persona ("" = the model's own)."""
+    persona = persona or ""
+    if persona and persona not in services.personas:
+        raise ApiError(400, f"Unknown persona {persona!r}.", "unknown_persona")
+    conversation = Conversation(
+        id=secrets.token_urlsafe(18), owner=owner, model=services.models.resolve(model), persona=persona
+    )
+    services.store.create_conversation(conversation)
+    return conversation
+
+
+class Turn:
+    """One question being answered. Iterate `events()`; the turn is saved when the answer ends, or with what
+    was said so far when the client stops listening. A model error saves nothing: the history stays as it was
+    and the client can send the same message again."""
+
+    def __init__(self, services: Services, conversation: Conversation, text: str) -> None:
+        self.conversation = conversation
+        self._store = services.store
+        self._text = text
+        keep = services.settings["MAX_HISTORY_TURNS"] * 2
+        history = self._store.messages(conversation.id)[-keep:] if keep else []
+        prompt = [{"role": m.role, "content": m.content} for m in history] + [
+            {"role": "user", "content": text}
+        ]
+        persona = services.personas.get(conversation.persona)
+        self._stream: ChatStream = services.models.chat(conversation.model, prompt, persona)
+        self.origin = Origin("", "", conversation.model)
+
+    def events(self) -> Iterator[Delta | Origin]:
+        parts: list[str] = []
+        save = False
+        try:
+            for event in self._stream:
+                if isinstance(event, Origin):
+                    self.origin = Origin(event.pod, event.node, event.model or self.conversation.model)
+                    yield self.origin
+                else:
+                    parts.append(event.text)
+                    yield event
+            save = True
+        except GeneratorExit:
+            save = bool(parts)  # stopped by the user: keep what they saw
+            raise
+        finally:
+            self._stream.close()
+            if save:
+                self._save("".join(parts))
+
+    def _save(self, answer: str) -> None:
+        o = self.origin
+        self._store.add_messages(
+            self.conversation.id,
+            [
+                Message("user", self._text),
+                Message("assistant", answer, pod=o.pod, node=o.node, model=o.model),
+            ],
+        )
+
+
+def sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event)}\n\n"
+
+
+def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
+    """The turn as server-sent events: `meta` (conversation, pod, node, model), `delta`s, then `done` or
+    `error`. `log` is the request's log entry, which learns the answering pod."""
+    events = turn.events()
+    try:
+        for event in events:
+            if isinstance(event, Origin):
+                log.update(pod=event.pod, node=event.node)
+                yield sse(
+                    {"type": "meta", "session_id": turn.conversation.id, "pod": event.pod, "node": event.node,
+                     "model": event.model}
+                )  # fmt: skip
+            else:
+                yield sse({"type": "delta", "text": event.text})
+        yield sse({"type": "done"})
+    except ApiError as error:
+        log["stream_error"] = error.code
+        yield sse({"type": "error", "status": error.status, **error.to_dict()["error"]})
+    finally:
+        events.close()  # at once, not when garbage is collected: a stopped answer is saved right away
+
+
+def collect(turn: Turn) -> str:
+    """The whole answer, for callers that do not stream."""
+    with closing(turn.events()) as events:
+        return "".join(event.text for event in events if isinstance(event, Delta))

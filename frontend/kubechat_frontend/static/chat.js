@@ -1,0 +1,234 @@
+// kubechat's chat page: streams answers from /chat/send, renders text safely (DOM nodes and textContent only,
+// never innerHTML), and keeps the page usable with a keyboard and on a phone.
+"use strict";
+
+(function () {
+  const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
+  const messages = document.getElementById("messages");
+  const scroller = document.getElementById("conversation");
+  const composer = document.getElementById("composer");
+  const prompt = document.getElementById("prompt");
+  const sendButton = document.getElementById("send");
+  const stopButton = document.getElementById("stop");
+  const newChat = document.getElementById("new-chat");
+  let controller = null;
+
+  // --- Safe, basic markdown: ``` code blocks, `inline code`, **bold**, *italic*, line breaks. ---
+  function appendInline(parent, text) {
+    const pattern = /(`[^`\n]+`|\*\*[^*\n]+\*\*|\*[^*\n]+\*)/g;
+    let last = 0;
+    for (const match of text.matchAll(pattern)) {
+      appendLines(parent, text.slice(last, match.index));
+      const token = match[0];
+      let node;
+      if (token.startsWith("`")) { node = document.createElement("code"); node.textContent = token.slice(1, -1); }
+      else if (token.startsWith("**")) { node = document.createElement("strong"); node.textContent = token.slice(2, -2); }
+      else { node = document.createElement("em"); node.textContent = token.slice(1, -1); }
+      parent.appendChild(node);
+      last = match.index + token.length;
+    }
+    appendLines(parent, text.slice(last));
+  }
+
+  function appendLines(parent, text) {
+    text.split("\n").forEach((line, i) => {
+      if (i > 0) parent.appendChild(document.createElement("br"));
+      if (line) parent.appendChild(document.createTextNode(line));
+    });
+  }
+
+  function renderMarkdown(target, text) {
+    const fragment = document.createDocumentFragment();
+    text.split("```").forEach((part, i) => {
+      if (i % 2 === 1) {  // inside a fence; its first line may name the language
+        const pre = document.createElement("pre");
+        const code = document.createElement("code");
+        const newline = part.indexOf("\n");
+        const first = newline >= 0 ? part.slice(0, newline).trim() : "";
+        code.textContent = (/^[\w+-]+$/.test(first) ? part.slice(newline + 1) : part).replace(/\n$/, "");
+        pre.appendChild(code);
+        fragment.appendChild(pre);
+        return;
+      }
+      part.split(/\n{2,}/).forEach((paragraph) => {
+        if (!paragraph.trim()) return;
+        const p = document.createElement("p");
+        appendInline(p, paragraph.replace(/^\n+|\n+$/g, ""));
+        fragment.appendChild(p);
+      });
+    });
+    target.replaceChildren(fragment);
+  }
+
+  // --- Messages ---
+  function scrollToEnd() { scroller.scrollTop = scroller.scrollHeight; }
+
+  function addMessage(role, text) {
+    const message = document.createElement("div");
+    message.className = "message " + role;
+    const bubble = document.createElement("div");
+    bubble.className = "bubble";
+    renderMarkdown(bubble, text);
+    message.appendChild(bubble);
+    messages.appendChild(message);
+    scrollToEnd();
+    return message;
+  }
+
+  function addBadge(message, pod, node) {
+    const badge = document.createElement("div");
+    badge.className = "badge";
+    badge.title = "The pod and node that produced this answer";
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    badge.append(dot, (pod || "?") + " · " + (node || "?"));
+    message.appendChild(badge);
+  }
+
+  function showError(message, text, error) {
+    message.classList.add("error");
+    const bubble = message.querySelector(".bubble");
+    bubble.replaceChildren();
+    const p = document.createElement("p");
+    p.textContent = error.message || "Something went wrong.";
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "button retry";
+    retry.textContent = "Retry";
+    retry.addEventListener("click", () => { message.remove(); send(text, false); });
+    bubble.append(p, retry);
+    if (error.retryAfter) {
+      const note = document.createElement("p");
+      note.className = "note";
+      note.textContent = "The server suggests waiting " + error.retryAfter + " s.";
+      bubble.appendChild(note);
+    }
+  }
+
+  function setBusy(busy) {
+    sendButton.hidden = busy;
+    stopButton.hidden = !busy;
+    document.body.classList.toggle("busy", busy);
+  }
+
+  // --- Streaming ---
+  async function readEvents(response, onEvent) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        for (const line of block.split("\n")) {
+          if (line.startsWith("data:")) onEvent(JSON.parse(line.slice(5)));
+        }
+      }
+    }
+  }
+
+  async function send(text, showQuestion = true) {
+    if (controller) return;
+    if (showQuestion !== false) addMessage("user", text);
+    const answer = addMessage("assistant pending", "");
+    const bubble = answer.querySelector(".bubble");
+    bubble.appendChild(Object.assign(document.createElement("span"), { className: "typing" }));
+    let answerText = "";
+    let frame = 0;
+    controller = new AbortController();
+    setBusy(true);
+    try {
+      const response = await fetch("/chat/send", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+        body: JSON.stringify({ message: text }),
+        signal: controller.signal,
+      });
+      if (!response.ok) {
+        let detail = {};
+        try { detail = (await response.json()).error || {}; } catch (e) { /* not JSON */ }
+        throw { message: detail.message || "The server answered " + response.status + ".",
+                retryAfter: response.headers.get("Retry-After") };
+      }
+      await readEvents(response, (event) => {
+        if (event.type === "meta") {
+          addBadge(answer, event.pod, event.node);
+        } else if (event.type === "delta") {
+          answerText += event.text;
+          answer.classList.remove("pending");
+          if (!frame) frame = requestAnimationFrame(() => { frame = 0; renderMarkdown(bubble, answerText); scrollToEnd(); });
+        } else if (event.type === "error") {
+          throw { message: event.message };
+        }
+      });
+      cancelAnimationFrame(frame);
+      renderMarkdown(bubble, answerText);
+      answer.classList.remove("pending");
+      answer.classList.add("done");
+      newChat.dataset.hasMessages = "true";
+    } catch (error) {
+      cancelAnimationFrame(frame);
+      if (error && error.name === "AbortError") {
+        renderMarkdown(bubble, answerText);
+        answer.classList.remove("pending");
+        answer.classList.add("stopped");
+        if (answerText) newChat.dataset.hasMessages = "true";
+      } else {
+        showError(answer, text, error instanceof TypeError ? { message: "Could not reach the server." } : error);
+      }
+    } finally {
+      controller = null;
+      setBusy(false);
+      scrollToEnd();
+      prompt.focus();
+    }
+  }
+
+  // --- Composer: Enter sends, Shift+Enter makes a new line; the box grows with its text. ---
+  function autosize() {
+    prompt.style.height = "auto";
+    prompt.style.height = Math.min(prompt.scrollHeight, 200) + "px";
+  }
+
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = prompt.value;
+    if (!text.trim() || controller) return;
+    prompt.value = "";
+    autosize();
+    send(text);
+  });
+  prompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+  prompt.addEventListener("input", autosize);
+  stopButton.addEventListener("click", () => { if (controller) controller.abort(); });
+
+  // Picking another model or persona starts a new conversation (after asking, if this one has messages).
+  for (const picker of newChat.querySelectorAll("select")) {
+    picker.addEventListener("change", () => {
+      if (newChat.dataset.hasMessages === "true" && !confirm("Start a new conversation with this choice?")) {
+        picker.value = picker.querySelector("option[selected]") ? picker.querySelector("option[selected]").value : "";
+        return;
+      }
+      newChat.submit();
+    });
+  }
+  newChat.addEventListener("submit", (event) => {
+    if (newChat.dataset.hasMessages === "true" && !confirm("Start a new conversation? This one will be deleted.")) {
+      event.preventDefault();
+    }
+  });
+
+  // Server-rendered history arrives as escaped text; give it the same formatting as live answers.
+  for (const bubble of document.querySelectorAll("[data-markdown]")) renderMarkdown(bubble, bubble.textContent.trim());
+  scrollToEnd();
+  prompt.focus();
+})();

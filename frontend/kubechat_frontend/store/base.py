@@ -1,0 +1,73 @@
+"""What the frontend keeps: conversations, their messages and rate-limit counters."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One chat: who owns it (`page` or an API key's id), and the model and persona chosen at its start."""
+
+    id: str
+    owner: str
+    model: str
+    persona: str = ""
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn. Answers remember the pod and node that produced them, for the page's badge."""
+
+    role: str  # "user" or "assistant"
+    content: str
+    pod: str = ""
+    node: str = ""
+    model: str = ""
+    created: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """The result of counting one request against a rate-limit window."""
+
+    count: int
+    reset_in: float  # seconds until the window closes
+
+
+def window_of(window_s: int, now: float | None = None) -> tuple[int, float]:
+    """The fixed window `now` falls in and the seconds left in it; every replica computes the same window."""
+    now = time.time() if now is None else now
+    index = math.floor(now / window_s)
+    return index, (index + 1) * window_s - now
+
+
+class Store(Protocol):
+    """What every backend (SQLite, PostgreSQL, Redis) implements; safe to share between threads."""
+
+    def create_conversation(self, conversation: Conversation) -> None: ...
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    def add_messages(self, conversation_id: str, messages: list[Message]) -> None:
+        """Append messages in order, atomically (a turn's question and answer land together)."""
+
+    def messages(self, conversation_id: str) -> list[Message]: ...
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """End a conversation and forget its messages; False if there was none."""
+
+    def hit(self, name: str, window_s: int) -> Hit:
+        """Count one request for `name` in the current window, shared by every replica using this store."""
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,79 @@
+"""The Redis storage backend: a hash per conversation, a list of JSON messages, expiring counters."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from kubechat_frontend.store.base import Conversation, Hit, Message, window_of
+
+PREFIX = "kubechat:"
+
+
+class RedisStore:
+    """A `Store` on Redis; redis-py's client is thread-safe and pools its own connections."""
+
+    def __init__(self, url: str) -> None:
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+
+    @staticmethod
+    def _conversation_key(conversation_id: str) -> str:
+        return f"{PREFIX}conversation:{conversation_id}"
+
+    @staticmethod
+    def _messages_key(conversation_id: str) -> str:
+        return f"{PREFIX}messages:{conversation_id}"
+
+    def create_conversation(self, conversation: Conversation) -> None:
+        c = conversation
+        self._redis.hset(
+            self._conversation_key(c.id),
+            mapping={"owner": c.owner, "model": c.model, "persona": c.persona, "created": repr(c.created)},
+        )
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        fields = self._redis.hgetall(self._conversation_key(conversation_id))
+        if not fields:
+            return None
+        return Conversation(
+            id=conversation_id,
+            owner=fields["owner"],
+            model=fields["model"],
+            persona=fields["persona"],
+            created=float(fields["created"]),
+        )
+
+    def add_messages(self, conversation_id: str, messages: list[Message]) -> None:
+        if messages:
+            # One RPUSH of all of them: atomic, and in order.
+            self._redis.rpush(
+                self._messages_key(conversation_id), *(json.dumps(m.to_dict()) for m in messages)
+            )
+
+    def messages(self, conversation_id: str) -> list[Message]:
+        return [
+            Message(**json.loads(raw))
+            for raw in self._redis.lrange(self._messages_key(conversation_id), 0, -1)
+        ]
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        deleted = self._redis.delete(
+            self._conversation_key(conversation_id), self._messages_key(conversation_id)
+        )
+        return deleted > 0
+
+    def hit(self, name: str, window_s: int) -> Hit:
+        index, reset_in = window_of(window_s)
+        key = f"{PREFIX}rate:{name}@{index}"
+        pipe = self._redis.pipeline()  # MULTI/EXEC: the count and its expiry are set together
+        pipe.incr(key)
+        pipe.expire(key, window_s + 1)
+        count, _ = pipe.execute()
+        return Hit(count=int(count), reset_in=reset_in)
+
+    def ping(self) -> None:
+        self._redis.ping()
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,162 @@
+"""The client for the model servers' OpenAI-compatible API (`/v1/chat/completions`, streaming)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from kubechat_frontend.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer as the model generates it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which pod and node answer (the `kubechat` field of the first chunk), for the page's badge."""
+
+    pod: str
+    node: str
+    model: str
+
+
+def unavailable(model: str, detail: str) -> ApiError:
+    return ApiError(
+        503,
+        f"The model {model!r} cannot be reached right now ({detail}). "
+        "Your conversation is safe; try again shortly.",
+        "model_unavailable",
+        retry_after=5,
+    )
+
+
+def upstream_error(model: str, response: httpx.Response) -> ApiError:
+    """The model server's error as the frontend's own, keeping its status and `Retry-After`."""
+    try:
+        detail = response.json()["error"]
+        message, code = str(detail.get("message", "")), str(detail.get("code") or "model_error")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, code = response.text[:200], "model_error"
+    retry_after = response.headers.get("Retry-After")
+    if response.status_code in (429, 503):
+        message = f"The model {model!r} is loading or busy, please retry shortly. ({message})"
+    status = response.status_code if 400 <= response.status_code < 600 else 502
+    return ApiError(status, message, code, retry_after=int(float(retry_after)) if retry_after else None)
+
+
+class ChatStream:
+    """An answer being streamed; the request has already succeeded (errors so far were raised as `ApiError`).
+
+    Iterate it for `Origin` (once, first) and `Delta` events; always `close()` it.
+    """
+
+    def __init__(self, model: str, response: httpx.Response) -> None:
+        self._model = model
+        self._response = response
+
+    def __iter__(self) -> Iterator[Delta | Origin]:
+        origin_sent = False
+        try:
+            for line in self._response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    return
+                chunk = json.loads(payload)
+                if "error" in chunk:
+                    error = chunk["error"]
+                    raise ApiError(
+                        502, str(error.get("message", error)), str(error.get("code") or "model_error")
+                    )
+                if not origin_sent:
+                    origin_sent = True
+                    info = chunk.get("kubechat") or {}
+                    yield Origin(
+                        str(info.get("pod", "")), str(info.get("node", "")), str(info.get("model", ""))
+                    )
+                for choice in chunk.get("choices", []):
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield Delta(text)
+        except httpx.HTTPError as error:
+            raise unavailable(self._model, f"stream broke: {type(error).__name__}") from error
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class ModelClient:
+    """Talks to the ChatFrontend's model servers by name; one pooled, thread-safe HTTP client for all."""
+
+    def __init__(self, models: list[dict[str, Any]], timeout_s: float) -> None:
+        self._models = {m["name"]: m for m in models}
+        self.default = next((m["name"] for m in models if m["default"]), "")
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=5.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def resolve(self, name: str | None) -> str:
+        """The model's name (the default when `name` is empty); 400 for a model this frontend lacks."""
+        name = name or self.default
+        if name not in self._models:
+            offered = ", ".join(self._models) or "none configured"
+            raise ApiError(400, f"Unknown model {name!r}; this frontend offers: {offered}.", "unknown_model")
+        return name
+
+    def open(
+        self, model: str, body: dict[str, Any] | bytes, *, path: str = "/v1/chat/completions"
+    ) -> httpx.Response:
+        """POST to the model's server and return the streaming response once its status is known to be 2xx."""
+        url = self._models[model]["url"] + path
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = self._http.build_request(
+            "POST", url, content=content, headers={"Content-Type": "application/json"}
+        )
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as error:
+            raise unavailable(model, type(error).__name__) from error
+        if response.status_code >= 400:
+            try:
+                response.read()
+            except httpx.HTTPError as error:
+                raise unavailable(model, type(error).__name__) from error
+            finally:
+                response.close()
+            raise upstream_error(model, response)
+        return response
+
+    def chat(
+        self, model: str, messages: list[dict[str, str]], persona: dict[str, Any] | None = None
+    ) -> ChatStream:
+        """Start a streamed chat completion; raises `ApiError` if the model refuses or cannot be reached."""
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        if persona:
+            fields = ("character", "world", "scratchpad")
+            body["kubechat"] = {"persona": {k: persona[k] for k in fields}}
+        return ChatStream(model, self.open(model, body))
+
+    def ready(self, model: str) -> tuple[bool, str]:
+        """Whether the model's server passes its own readiness check, and why not."""
+        try:
+            response = self._http.get(self._models[model]["url"] + "/readyz", timeout=2.0)
+        except httpx.HTTPError as error:
+            return False, type(error).__name__
+        return response.status_code == 200, f"readyz answered {response.status_code}"
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,193 @@
+"""Real PostgreSQL and Redis servers for tests, from the Debian packages (`hack/system-deps`), on loopback.
+
+Each server lives in its own temporary directory with a random password and is stopped (and its directory
+removed) when the fixture ends, also when the test fails. PostgreSQL refuses to run as root, so under root
+it runs as the `postgres` user the Debian package creates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import free_port
+
+
+@dataclass
+class DatabaseServer:
+    """A running server: where it listens, its password, and its log for when things go wrong."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    log: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def _postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed; run hack/system-deps")
+    return found[-1]  # the newest major version
+
+
+def _as_postgres_user() -> dict:
+    """Popen arguments that drop root to the `postgres` user (a no-op when not root)."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": "postgres", "group": "postgres", "extra_groups": []}
+
+
+def _stop(process: subprocess.Popen, sig: int) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until(ready, process: subprocess.Popen, what: str, log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
+            )
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"{what} did not become ready in {timeout_s} s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[DatabaseServer]:
+    """A fresh PostgreSQL cluster (password auth, fsync off: test data need not survive a crash)."""
+    import psycopg
+
+    workdir = Path(tempfile.mkdtemp(prefix="kubechat-pg-"))
+    process = None
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(workdir, "postgres", "postgres")
+        password = secrets.token_urlsafe(16)
+        pwfile = workdir / "pwfile"
+        pwfile.write_text(password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres", "postgres")
+        data, log = workdir / "data", workdir / "postgres.log"
+        subprocess.run(
+            [_postgres_bin("initdb"), "-D", str(data), "-U", "kubechat", "--auth=scram-sha-256",
+             f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync", "--no-instructions"],
+            check=True, capture_output=True, cwd=workdir, **_as_postgres_user(),
+        )  # fmt: skip
+        port = free_port()
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(
+                [_postgres_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+                 "-k", str(workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                 "-c", "full_page_writes=off", "-c", "max_connections=300"],
+                stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, **_as_postgres_user(),
+            )  # fmt: skip
+        server = DatabaseServer("127.0.0.1", port, "kubechat", password, log)
+        _wait_until(
+            lambda: psycopg.connect(postgres_url(server, "postgres", with_password=True)).close() is None,
+            process, "postgres", log,
+        )  # fmt: skip
+        yield server
+    finally:
+        if process is not None:
+            _stop(process, signal.SIGINT)  # "fast" shutdown: do not wait for clients to leave
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def postgres_url(server: DatabaseServer, database: str, *, with_password: bool = False) -> str:
+    """The store URL of `database`; without the password, which the frontend takes from its own setting."""
+    secret = f":{server.password}" if with_password else ""
+    return f"postgresql://{server.user}{secret}@{server.host}:{server.port}/{database}"
+
+
+def create_database(server: DatabaseServer) -> str:
+    """A new empty database on `server`; returns its URL without the password."""
+    import psycopg
+
+    name = "kubechat_" + secrets.token_hex(6)
+    with psycopg.connect(postgres_url(server, "postgres", with_password=True), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url(server, name)
+
+
+@contextlib.contextmanager
+def redis() -> Iterator[DatabaseServer]:
+    """A fresh Redis with a password and persistence off."""
+    import redis as redis_client
+
+    workdir = Path(tempfile.mkdtemp(prefix="kubechat-redis-"))
+    process = None
+    try:
+        password = secrets.token_urlsafe(16)
+        port, log = free_port(), workdir / "redis.log"
+        config = workdir / "redis.conf"
+        # The password goes in a config file, not argv, so `ps` does not show it.
+        config.write_text(f"requirepass {password}\n")
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(
+                ["redis-server", str(config), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(workdir)],
+                stdout=log_file, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        server = DatabaseServer("127.0.0.1", port, "", password, log)
+        _wait_until(
+            lambda: redis_client.Redis(host=server.host, port=port, password=password).ping(),
+            process, "redis-server", log,
+        )  # fmt: skip
+        yield server
+    finally:
+        if process is not None:
+            _stop(process, signal.SIGTERM)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def redis_url(server: DatabaseServer, db: int = 0) -> str:
+    """The store URL of `server` without the password."""
+    return f"redis://{server.host}:{server.port}/{db}"
+
+
+def flush_redis(server: DatabaseServer) -> None:
+    import redis as redis_client
+
+    with redis_client.Redis(host=server.host, port=server.port, password=server.password) as client:
+        client.flushall()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[DatabaseServer]:
+    """One PostgreSQL for the test session; give each test its own database with `create_database`."""
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[DatabaseServer]:
+    """One Redis for the test session; `flush_redis` it at the start of each test that needs it empty."""
+    with redis() as server:
+        yield server

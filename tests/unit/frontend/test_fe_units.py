@@ -1,0 +1,36 @@
+"""Small pure pieces: rate-limit windows, store URLs with passwords, message validation."""
+
+import pytest
+from kubechat_frontend.conversations import validate_message
+from kubechat_frontend.errors import ApiError
+from kubechat_frontend.store import _with_password
+from kubechat_frontend.store.base import window_of
+
+
+def test_replicas_agree_on_the_window_and_its_remaining_time():
+    assert window_of(60, now=120.0) == (2, 60.0)
+    assert window_of(60, now=179.5) == (2, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://kubechat@db:5432/chat", "postgresql://kubechat:p%40ss%2Fw@db:5432/chat"),
+        ("redis://cache:6379/0", "redis://:p%40ss%2Fw@cache:6379/0"),
+    ],
+)
+def test_store_password_from_its_own_secret_is_put_into_the_url_escaped(url, expected):
+    assert _with_password(url, "p@ss/w") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "status"), [("", 400), ("   \n", 400), (None, 400), (42, 400), ("x" * 11, 413)]
+)
+def test_empty_or_oversized_messages_are_refused(text, status):
+    with pytest.raises(ApiError) as refused:
+        validate_message(text, max_chars=10)
+    assert refused.value.status == status
+
+
+def test_a_message_within_the_limit_is_kept_verbatim():
+    assert validate_message("  hi\n", max_chars=10) == "  hi\n"
