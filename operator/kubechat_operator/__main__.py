@@ -1,0 +1,7 @@
+"""`python -m kubechat_operator`."""
+
+import sys
+
+from kubechat_operator.cli import main
+
+sys.exit(main())

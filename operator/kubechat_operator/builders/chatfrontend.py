@@ -1,0 +1,143 @@
+"""ChatFrontend → ConfigMap, Deployment, Service and HPA (pure functions)."""
+
+from __future__ import annotations
+
+import json
+
+from kubechat_operator.builders.chatmodel import model_endpoint
+from kubechat_operator.builders.common import (
+    CHECKSUM_ANNOTATION,
+    HTTP_PORT,
+    Manifest,
+    config_checksum,
+    container_security_context,
+    downward_env,
+    horizontal_pod_autoscaler,
+    metadata,
+    pod_security_context,
+    resource_block,
+    secret_env,
+    selector_labels,
+    service,
+)
+from kubechat_operator.config import OperatorConfig
+from kubechat_operator.spec import ChatFrontendSpec, Resource
+
+COMPONENT = "frontend"
+API_KEYS_DIR = "/etc/kubechat/api-keys"
+DATA_DIR = "/data"
+
+
+def config_map_name(name: str) -> str:
+    return f"{name}-config"
+
+
+def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
+    """The frontend's configuration as env vars (docs/contracts.md), the data of <name>-config."""
+    default = spec.default_model
+    models = [
+        {"name": m.name, "url": model_endpoint(m.name, owner.namespace), "default": m.name == default}
+        for m in spec.models
+    ]
+    personas = [p.model_dump(exclude_none=True) for p in spec.personas]
+    env = {
+        "KUBECHAT_FRONTEND_MODELS": json.dumps(models),
+        "KUBECHAT_FRONTEND_TITLE": spec.title,
+        "KUBECHAT_FRONTEND_GREETING": spec.greeting,
+        "KUBECHAT_FRONTEND_PERSONAS": json.dumps(personas),
+        "KUBECHAT_FRONTEND_STORE": spec.store.url,
+        "KUBECHAT_FRONTEND_RATE_LIMIT": str(spec.rate_limit.requests_per_minute),
+        "KUBECHAT_FRONTEND_PORT": str(HTTP_PORT),
+    }
+    if spec.api_keys_secret_ref:
+        env["KUBECHAT_FRONTEND_API_KEYS_FILE"] = f"{API_KEYS_DIR}/keys"
+    return env
+
+
+def build_config_map(owner: Resource, spec: ChatFrontendSpec) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(owner, config_map_name(owner.name), COMPONENT),
+        "data": frontend_env(owner, spec),
+    }
+
+
+def _secret_env(spec: ChatFrontendSpec) -> list[Manifest]:
+    refs = (
+        ("KUBECHAT_FRONTEND_STORE_PASSWORD", spec.store.password_secret_ref),
+        ("KUBECHAT_FRONTEND_ADMIN_KEY", spec.admin_key_secret_ref),
+        ("KUBECHAT_FRONTEND_SECRET_KEY", spec.secret_key_secret_ref),
+    )
+    return [secret_env(name, ref.name, ref.key) for name, ref in refs if ref is not None]
+
+
+def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorConfig) -> Manifest:
+    """The frontend Deployment; a checksum of its config in the pod template rolls the pods on change."""
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]
+    mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": DATA_DIR}]
+    if spec.api_keys_secret_ref:
+        ref = spec.api_keys_secret_ref
+        volumes.append(
+            {
+                "name": "api-keys",
+                "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "keys"}]},
+            }
+        )
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+    # The frontend's health route is not part of the contract; a TCP probe holds for any version of it.
+    tcp_probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    container: Manifest = {
+        "name": COMPONENT,
+        "image": spec.image or config.frontend_image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": config_map_name(owner.name)}}],
+        "env": [*downward_env(), *_secret_env(spec)],
+        "resources": resource_block(spec.resources.requests, spec.resources.limits),
+        "livenessProbe": tcp_probe,
+        "readinessProbe": {**tcp_probe, "periodSeconds": 5},
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, owner.name, COMPONENT),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
+            "template": {
+                "metadata": {
+                    "labels": metadata(owner, owner.name, COMPONENT)["labels"],
+                    "annotations": {CHECKSUM_ANNOTATION: config_checksum(frontend_env(owner, spec))},
+                },
+                "spec": {
+                    "securityContext": pod_security_context(),
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def build_service(owner: Resource, spec: ChatFrontendSpec) -> Manifest:
+    manifest = service(owner, COMPONENT, spec.service.port, spec.service.type)
+    if spec.service.node_port is not None:
+        manifest["spec"]["ports"][0]["nodePort"] = spec.service.node_port
+    return manifest
+
+
+def build_frontend_children(
+    owner: Resource, spec: ChatFrontendSpec, config: OperatorConfig
+) -> list[Manifest]:
+    """Every child of a ChatFrontend, config first."""
+    children = [
+        build_config_map(owner, spec),
+        build_deployment(owner, spec, config),
+        build_service(owner, spec),
+        horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling) if spec.autoscaling else None,
+    ]
+    return [child for child in children if child is not None]

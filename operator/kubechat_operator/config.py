@@ -1,0 +1,25 @@
+"""Operator-wide settings that are not part of any custom resource (default images), read from env/flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_MODEL_SERVER_IMAGE = "kubechat/model-server:0.1.0"
+DEFAULT_FRONTEND_IMAGE = "kubechat/frontend:0.1.0"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Defaults the builders fall back on when a resource does not say."""
+
+    model_server_image: str = DEFAULT_MODEL_SERVER_IMAGE
+    frontend_image: str = DEFAULT_FRONTEND_IMAGE
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        """Read KUBECHAT_MODEL_SERVER_IMAGE / KUBECHAT_FRONTEND_IMAGE (the CLI flags set them)."""
+        return cls(
+            model_server_image=os.environ.get("KUBECHAT_MODEL_SERVER_IMAGE") or DEFAULT_MODEL_SERVER_IMAGE,
+            frontend_image=os.environ.get("KUBECHAT_FRONTEND_IMAGE") or DEFAULT_FRONTEND_IMAGE,
+        )

@@ -1,0 +1,1 @@
+"""Reconciles of each custom resource: read spec → build children → apply → derive and write status."""

@@ -1,0 +1,87 @@
+"""Reconcile of a ChatFrontend; it waits (Pending, ModelsAvailable=False) until its ChatModels exist."""
+
+from __future__ import annotations
+
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from kubechat_operator.apply import apply_children, drifted_children, prune
+from kubechat_operator.builders import build_frontend_children
+from kubechat_operator.builders.chatfrontend import COMPONENT
+from kubechat_operator.builders.common import selector_string
+from kubechat_operator.kube import Kube, Manifest
+from kubechat_operator.observe import frontend_blocker, observe_workload
+from kubechat_operator.reconciler import (
+    RECHECK_BLOCKED_S,
+    Runtime,
+    apply_blocker,
+    now,
+    spec_blocker,
+    write_status,
+)
+from kubechat_operator.spec import ChatFrontendSpec, Resource
+from kubechat_operator.status import Blocker, set_condition, workload_status
+from kubechat_operator.workqueue import Trigger
+
+
+def frontend_url(kube: Kube, owner: Resource, spec: ChatFrontendSpec) -> str:
+    """Where users reach the chat page: the in-cluster URL, a node port, or the load balancer's address."""
+    if spec.service.type == "ClusterIP":
+        return f"http://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
+    service = kube.get("Service", owner.namespace, owner.name) or {}
+    if spec.service.type == "NodePort":
+        ports = service.get("spec", {}).get("ports") or [{}]
+        return f"http://<node>:{ports[0].get('nodePort', '?')}"
+    ingress = (service.get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
+    address = ingress.get("ip") or ingress.get("hostname")
+    return f"http://{address}:{spec.service.port}" if address else "<pending load balancer>"
+
+
+def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -> float | None:
+    """Bring a ChatFrontend's children to the desired state and its status to what the cluster reports."""
+    kube = runtime.kube
+    owner = Resource.from_body(body)
+    previous = body.get("status") or {}
+    blocker: Blocker | None
+    try:
+        spec = ChatFrontendSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        spec, blocker = None, spec_blocker(exc)
+    else:
+        blocker = frontend_blocker(kube, owner.namespace, spec)
+    if spec is not None and blocker is None:
+        desired = build_frontend_children(owner, spec, runtime.config)
+        try:
+            if trigger.apply_all or previous.get("observedGeneration") != owner.generation:
+                apply_children(kube, desired)
+                if spec.autoscaling is None:
+                    prune(kube, owner.namespace, owner.uid, [("HorizontalPodAutoscaler", owner.name)])
+            else:
+                apply_children(kube, desired, only=drifted_children(desired, trigger.children))
+        except ApiException as exc:
+            blocker = apply_blocker(exc)
+            if blocker is None:
+                raise
+    observed = observe_workload(
+        kube, owner.namespace, owner.name, selector_string(owner, COMPONENT), spec.replicas if spec else 0
+    )
+    conditions = previous.get("conditions") or []
+    status = workload_status(observed, conditions, owner.generation, now(), blocker)
+    models_missing = blocker is not None and blocker.reason == "ModelNotFound"
+    status["conditions"].append(
+        set_condition(
+            conditions,
+            "ModelsAvailable",
+            not models_missing,
+            "ModelNotFound" if models_missing else "Found",
+            blocker.message if models_missing and blocker else "every referenced ChatModel exists",
+            owner.generation,
+            now(),
+        )
+    )
+    status.pop("loadProgress")
+    status["selector"] = selector_string(owner, COMPONENT)
+    status["models"] = ",".join(m.name for m in spec.models) if spec else ""
+    status["url"] = frontend_url(kube, owner, spec) if spec and blocker is None else ""
+    write_status(runtime, body, status)
+    return RECHECK_BLOCKED_S if blocker else None

@@ -1,0 +1,128 @@
+"""Kopf registration: startup settings and the watch handlers, which only enqueue reconciles.
+
+Every event (of a ChatModel, a ChatFrontend, or one of their children) becomes a debounced, per-resource
+reconcile in queue.ReconcileQueue; the reconciles themselves live in handlers/.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubechat_operator import GROUP, VERSION
+from kubechat_operator.builders.chatmodel import progress_config_map_name
+from kubechat_operator.builders.common import MANAGED_BY, MANAGED_BY_LABEL
+from kubechat_operator.config import OperatorConfig
+from kubechat_operator.handlers.chatfrontend import reconcile_chatfrontend
+from kubechat_operator.handlers.chatmodel import reconcile_chatmodel
+from kubechat_operator.kube import Kube
+from kubechat_operator.metrics import QUEUE_BUSY
+from kubechat_operator.reconciler import Runtime, run_reconcile
+from kubechat_operator.workqueue import Key, ReconcileQueue, Trigger
+
+RECONCILERS = {"ChatModel": reconcile_chatmodel, "ChatFrontend": reconcile_chatfrontend}
+# (group, version, plural, kind) of every kind of child the operator creates.
+CHILD_RESOURCES = [
+    ("", "v1", "pods", "Pod"),
+    ("", "v1", "configmaps", "ConfigMap"),
+    ("", "v1", "services", "Service"),
+    ("", "v1", "serviceaccounts", "ServiceAccount"),
+    ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
+    ("apps", "v1", "deployments", "Deployment"),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+]
+OWNER_LABELS = {f"{GROUP}/chatmodel": "ChatModel", f"{GROUP}/chatfrontend": "ChatFrontend"}
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Leader election (a Lease, see leader.py) decides who runs; Kopf's own peering would freeze two
+    # replicas of equal priority instead of failing over.
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    runtime = Runtime(kube=Kube.connect(), config=OperatorConfig.from_env())
+    memo.runtime = runtime
+    memo.queue = ReconcileQueue(lambda key, trigger: _work(runtime, key, trigger))
+
+
+def _work(runtime: Runtime, key: Key, trigger: Trigger) -> float | None:
+    return run_reconcile(runtime, key, trigger, RECONCILERS[key[0]])
+
+
+@kopf.on.cleanup()
+def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    memo.queue.shutdown()
+    memo.runtime.kube.close()
+
+
+def _enqueue(memo: kopf.Memo, key: Key, trigger: Trigger) -> None:
+    memo.queue.enqueue(key, trigger)
+    QUEUE_BUSY.set(memo.queue.busy)
+
+
+def _needs_apply(event_type: str | None, body: kopf.Body) -> bool:
+    """Apply children on the first sight of a resource (also after a restart) and on every new generation."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return event_type is None or observed != body["metadata"].get("generation")
+
+
+@kopf.index(GROUP, VERSION, "chatfrontends")
+def frontends_by_model(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, ChatModel name) → names of the ChatFrontends that offer it."""
+    return {(namespace, model.get("name")): name for model in spec.get("models", [])}
+
+
+@kopf.on.event(GROUP, VERSION, "chatmodels")
+def chatmodel_event(
+    type: str | None,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    frontends_by_model: kopf.Index,
+    **_: Any,
+) -> None:
+    if type != "DELETED" and _needs_apply(type, body):
+        _enqueue(memo, ("ChatModel", namespace, name), Trigger(apply_all=True))
+    if type in ("ADDED", "DELETED"):
+        # A frontend waiting for this model (or now missing it) must notice.
+        for frontend in frontends_by_model.get((namespace, name), []):
+            _enqueue(memo, ("ChatFrontend", namespace, frontend), Trigger(apply_all=True))
+
+
+@kopf.on.event(GROUP, VERSION, "chatfrontends")
+def chatfrontend_event(
+    type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    if type != "DELETED" and _needs_apply(type, body):
+        _enqueue(memo, ("ChatFrontend", namespace, name), Trigger(apply_all=True))
+
+
+def child_event(type: str | None, event: dict, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """A child changed: re-check it for drift (edited or deleted) and refresh the owner's status."""
+    child = event.get("object") or {}
+    labels = child.get("metadata", {}).get("labels") or {}
+    owner = next(((kind, labels[label]) for label, kind in OWNER_LABELS.items() if label in labels), None)
+    if owner is None or type is None:
+        return  # the initial listing: the owners' own first reconcile applies everything anyway
+    kind = child.get("kind", "")
+    trigger = Trigger()
+    progress = kind == "ConfigMap" and name == progress_config_map_name(owner[1])
+    if type == "DELETED" and kind != "Pod":
+        trigger.children[(kind, name)] = None
+    elif type == "MODIFIED" and kind != "Pod" and not progress:
+        trigger.children[(kind, name)] = child
+    elif kind not in ("Pod", "Deployment") and not progress:
+        return  # our own creation of a child: nothing to repair, no status to change
+    _enqueue(memo, (owner[0], namespace, owner[1]), trigger)
+
+
+for _group, _version, _plural, _kind in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, id=f"child-{_plural}", labels={MANAGED_BY_LABEL: MANAGED_BY})(
+        child_event
+    )

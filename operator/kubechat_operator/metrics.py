@@ -1,0 +1,21 @@
+"""Prometheus metrics of the operator (served on --metrics-port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("kubechat_operator_reconciles_total", "Reconciles run", ["kind"])
+RECONCILE_ERRORS = Counter("kubechat_operator_reconcile_errors_total", "Reconciles that raised", ["kind"])
+RECONCILE_SECONDS = Histogram(
+    "kubechat_operator_reconcile_duration_seconds",
+    "Duration of one reconcile",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TIME_TO_READY = Histogram(
+    "kubechat_operator_time_to_ready_seconds",
+    "Time from a new generation being seen (or the resource created) to phase Ready",
+    ["kind"],
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+QUEUE_BUSY = Gauge("kubechat_operator_queue_busy", "Resources with a reconcile pending or running")

@@ -1,0 +1,95 @@
+"""What both resources' reconciles share: the runtime, the error boundary, and writing status + Events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from kubechat_operator import metrics
+from kubechat_operator.config import OperatorConfig
+from kubechat_operator.events import post_event
+from kubechat_operator.kube import Kube, Manifest
+from kubechat_operator.status import Blocker, transition_event, without_timestamps
+from kubechat_operator.workqueue import Key, Trigger
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_ERROR_S = 5.0
+RECHECK_BLOCKED_S = 10.0
+
+
+@dataclass
+class Runtime:
+    """Process-wide state of the operator, created at startup and shared by the handlers."""
+
+    kube: Kube
+    config: OperatorConfig
+    # (uid, generation) -> monotonic time it was first seen; for the time-to-Ready metric.
+    first_seen: dict[tuple[str, int], float] = field(default_factory=dict)
+
+
+Reconcile = Callable[[Runtime, Manifest, Trigger], float | None]
+
+
+def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Reconcile) -> float | None:
+    """Fetch the resource and reconcile it; never raises (an error is logged, counted and retried later)."""
+    kind, namespace, name = key
+    started = time.perf_counter()
+    metrics.RECONCILES.labels(kind).inc()
+    try:
+        body = runtime.kube.get(kind, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # gone or going: ownerReferences let the garbage collector remove the children
+        generation_key = (body["metadata"]["uid"], body["metadata"].get("generation", 1))
+        runtime.first_seen.setdefault(generation_key, time.monotonic())
+        return reconcile(runtime, body, trigger)
+    except Exception:
+        metrics.RECONCILE_ERRORS.labels(kind).inc()
+        logger.exception(
+            "reconcile of %s %s/%s failed; retrying in %ss", kind, namespace, name, RETRY_AFTER_ERROR_S
+        )
+        return RETRY_AFTER_ERROR_S
+    finally:
+        metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+
+
+def spec_blocker(error: ValidationError) -> Blocker:
+    """Ready=False for a spec the schema let through but the operator cannot use."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return Blocker("InvalidSpec", f"spec.{where}: {first['msg']}")
+
+
+def apply_blocker(error: ApiException) -> Blocker | None:
+    """A child the apiserver refuses (422/400: e.g. a malformed affinity) is bad input, not a crash."""
+    if error.status in (400, 422):
+        return Blocker("InvalidChild", f"the apiserver rejected a child: {error.body or error.reason}"[:1000])
+    return None
+
+
+def write_status(runtime: Runtime, body: Manifest, status: Manifest) -> None:
+    """Patch status when something besides time changed; post an Event for phase/reason transitions."""
+    meta = body["metadata"]
+    previous = body.get("status") or {}
+    if without_timestamps(previous) == without_timestamps({**previous, **status}):
+        return
+    runtime.kube.merge_patch(
+        body["kind"], meta["namespace"], meta["name"], {"status": status}, subresource="status"
+    )
+    event = transition_event(previous, status)
+    if event:
+        post_event(runtime.kube, body, *event)
+    if status["phase"] == "Ready" and previous.get("phase") != "Ready":
+        seen = runtime.first_seen.pop((meta["uid"], meta.get("generation", 1)), None)
+        if seen is not None:
+            metrics.TIME_TO_READY.labels(body["kind"]).observe(time.monotonic() - seen)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,77 @@
+"""A per-resource work queue: bursts of watch events for one ChatModel collapse into one reconcile.
+
+Watch handlers only enqueue (cheap, non-blocking); reconciles run in a bounded thread pool, at most one at a
+time per resource, and may ask to be run again later (requeue), e.g. while waiting for a missing Secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass
+class Trigger:
+    """Why a resource is reconciled; triggers that arrive while one is pending are merged."""
+
+    apply_all: bool = False
+    # Children seen changing since the last reconcile: (kind, name) -> latest body, None when deleted.
+    children: dict[tuple[str, str], dict | None] = field(default_factory=dict)
+
+    def merge(self, other: Trigger) -> None:
+        self.apply_all |= other.apply_all
+        self.children.update(other.children)
+
+
+Worker = Callable[[Key, Trigger], float | None]
+
+
+class ReconcileQueue:
+    """Debounces triggers per key and runs the worker for each key serially in a thread pool."""
+
+    def __init__(self, worker: Worker, workers: int = 8, delay_s: float = 0.2) -> None:
+        self._worker = worker
+        self._delay_s = delay_s
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+        self._pending: dict[Key, Trigger] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+
+    def enqueue(self, key: Key, trigger: Trigger) -> None:
+        """Ask for a reconcile of key; must be called from the event loop's thread."""
+        if key in self._pending:
+            self._pending[key].merge(trigger)
+        else:
+            self._pending[key] = trigger
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.get_running_loop().create_task(self._drain(key))
+
+    async def _drain(self, key: Key) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while key in self._pending:
+                await asyncio.sleep(self._delay_s)
+                trigger = self._pending.pop(key)
+                context = contextvars.copy_context()
+                requeue_after = await loop.run_in_executor(
+                    self._pool, context.run, self._worker, key, trigger
+                )
+                if requeue_after is not None:
+                    loop.call_later(requeue_after, self.enqueue, key, Trigger(apply_all=True))
+        finally:
+            del self._tasks[key]
+
+    @property
+    def busy(self) -> int:
+        """Keys with a reconcile pending or running."""
+        return len(self._tasks)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

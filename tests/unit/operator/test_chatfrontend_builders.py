@@ -1,0 +1,88 @@
+"""The ChatFrontend builders follow the frontend's env contract (docs/contracts.md)."""
+
+from __future__ import annotations
+
+import json
+
+from kubechat_operator.builders import build_frontend_children
+from kubechat_operator.builders.common import CHECKSUM_ANNOTATION
+from kubechat_operator.config import OperatorConfig
+from kubechat_operator.spec import ChatFrontendSpec, Resource
+
+SPEC = {
+    "models": [{"name": "godel"}, {"name": "llama", "default": True}],
+    "title": "Chat",
+    "personas": [{"name": "Mira", "character": "a blacksmith"}],
+    "apiKeysSecretRef": {"name": "keys"},
+    "adminKeySecretRef": {"name": "admin"},
+    "store": {"url": "redis://redis:6379/0", "passwordSecretRef": {"name": "redis"}},
+}
+
+
+def _children(owner: Resource, config: OperatorConfig, spec: dict) -> dict:
+    children = build_frontend_children(owner, ChatFrontendSpec.model_validate(spec), config)
+    return {c["kind"]: c for c in children}
+
+
+def test_config_map_points_at_each_model_service(frontend_owner: Resource, config: OperatorConfig) -> None:
+    data = _children(frontend_owner, config, SPEC)["ConfigMap"]["data"]
+    assert json.loads(data["KUBECHAT_FRONTEND_MODELS"]) == [
+        {"name": "godel", "url": "http://godel.chat.svc:8080", "default": False},
+        {"name": "llama", "url": "http://llama.chat.svc:8080", "default": True},
+    ]
+    assert data["KUBECHAT_FRONTEND_TITLE"] == "Chat"
+    assert json.loads(data["KUBECHAT_FRONTEND_PERSONAS"]) == [
+        {"name": "Mira", "character": "a blacksmith", "world": "", "scratchpad": False}
+    ]
+    assert data["KUBECHAT_FRONTEND_STORE"] == "redis://redis:6379/0"
+    assert data["KUBECHAT_FRONTEND_RATE_LIMIT"] == "60"
+    assert data["KUBECHAT_FRONTEND_API_KEYS_FILE"] == "/etc/kubechat/api-keys/keys"
+    assert data["KUBECHAT_FRONTEND_PORT"] == "8080"
+
+
+def test_first_model_is_the_default_when_none_is_marked(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    data = _children(frontend_owner, config, {"models": [{"name": "a"}, {"name": "b"}]})["ConfigMap"]["data"]
+    assert [m["default"] for m in json.loads(data["KUBECHAT_FRONTEND_MODELS"])] == [True, False]
+
+
+def test_secrets_reach_the_pod_as_env_and_a_keys_file(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    pod = _children(frontend_owner, config, SPEC)["Deployment"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("valueFrom") for e in pod["containers"][0]["env"]}
+    assert env["KUBECHAT_FRONTEND_STORE_PASSWORD"] == {"secretKeyRef": {"name": "redis", "key": "password"}}
+    assert env["KUBECHAT_FRONTEND_ADMIN_KEY"] == {"secretKeyRef": {"name": "admin", "key": "admin-key"}}
+    assert "KUBECHAT_FRONTEND_SECRET_KEY" not in env
+    keys = next(v for v in pod["volumes"] if v["name"] == "api-keys")
+    assert keys["secret"] == {"secretName": "keys", "items": [{"key": "keys", "path": "keys"}]}
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_node_port_service(frontend_owner: Resource, config: OperatorConfig) -> None:
+    spec = {**SPEC, "service": {"type": "NodePort", "port": 80, "nodePort": 30080}}
+    svc = _children(frontend_owner, config, spec)["Service"]
+    assert svc["spec"]["type"] == "NodePort"
+    assert svc["spec"]["ports"][0] == {
+        "name": "http",
+        "port": 80,
+        "targetPort": "http",
+        "protocol": "TCP",
+        "nodePort": 30080,
+    }
+
+
+def test_title_change_rolls_the_pods(frontend_owner: Resource, config: OperatorConfig) -> None:
+    def checksum(spec: dict) -> str:
+        template = _children(frontend_owner, config, spec)["Deployment"]["spec"]["template"]
+        return template["metadata"]["annotations"][CHECKSUM_ANNOTATION]
+
+    assert checksum({**SPEC, "title": "Other"}) != checksum(SPEC)
+    assert checksum({**SPEC, "replicas": 3}) == checksum(SPEC)
+
+
+def test_autoscaling_adds_an_hpa(frontend_owner: Resource, config: OperatorConfig) -> None:
+    children = _children(frontend_owner, config, {**SPEC, "autoscaling": {"maxReplicas": 3}})
+    assert children["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["kind"] == "ChatFrontend"
+    assert "HorizontalPodAutoscaler" not in _children(frontend_owner, config, SPEC)
