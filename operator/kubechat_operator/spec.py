@@ -137,6 +137,7 @@ class ChatModelSpec(_Spec):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] | None = None
     runtime_class_name: str | None = None
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
     priority_class_name: str | None = None
     image: str | None = None
     image_pull_policy: str = "IfNotPresent"
@@ -192,6 +193,7 @@ class ChatFrontendSpec(_Spec):
     greeting: str = "Hello! How can I help you today?"
     personas: list[FrontendPersona] = Field(default_factory=list)
     replicas: int = 1
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
     image: str | None = None
     image_pull_policy: str = "IfNotPresent"
     resources: FrontendResources = FrontendResources()

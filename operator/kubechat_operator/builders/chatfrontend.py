@@ -110,7 +110,10 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
             "template": {
                 "metadata": {
                     "labels": metadata(owner, owner.name, COMPONENT)["labels"],
-                    "annotations": {CHECKSUM_ANNOTATION: config_checksum(frontend_env(owner, spec))},
+                    "annotations": {
+                        **spec.pod_annotations,
+                        CHECKSUM_ANNOTATION: config_checksum(frontend_env(owner, spec)),
+                    },
                 },
                 "spec": {
                     "securityContext": pod_security_context(),

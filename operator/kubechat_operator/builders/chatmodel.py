@@ -264,7 +264,10 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
             "template": {
                 "metadata": {
                     "labels": metadata(owner, owner.name, COMPONENT)["labels"],
-                    "annotations": {CHECKSUM_ANNOTATION: config_checksum(server_env(owner, spec))},
+                    "annotations": {
+                        **spec.pod_annotations,
+                        CHECKSUM_ANNOTATION: config_checksum(server_env(owner, spec)),
+                    },
                 },
                 "spec": pod,
             },

@@ -1,0 +1,229 @@
+"""Benchmark: N ChatModels applied through the operator vs. the same children created with a plain client.
+
+Both runs share one real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) in this
+process's lifetime; the baseline measures what the apiserver and controllers alone need to bring N model
+Deployments to Ready, the operator run adds everything the operator does (apply, watch, status). Reported:
+time until every Deployment (baseline) / every ChatModel (operator) is Ready, the operator's CPU seconds and
+peak RSS during the run, and its CPU use while idle afterwards.
+
+    python bench/operator/bench.py --count 100 [--count 1000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "operator")]
+
+from kubechat_operator.builders import build_model_children  # noqa: E402
+from kubechat_operator.config import OperatorConfig  # noqa: E402
+from kubechat_operator.kube import Kube  # noqa: E402
+from kubechat_operator.spec import ChatModelSpec, Resource  # noqa: E402
+
+from tests.support.controlplane import ControlPlane, build  # noqa: E402
+from tests.support.procs import free_port, python_env  # noqa: E402
+
+SPEC = {"model": {"id": "microsoft/GODEL-v1_1-base-seq2seq"}, "replicas": 1}
+WORKERS = 8
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def bench_nodes(count: int) -> list[dict]:
+    """Extra kwok nodes so that every benchmark pod has room (the test nodes hold 110 pods each)."""
+    capacity = {"cpu": "1000", "memory": "4000Gi", "pods": "500"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": f"kwok-bench-{i}",
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {"type": "kwok", "kubernetes.io/hostname": f"kwok-bench-{i}"},
+            },
+            "spec": {},
+            "status": {"allocatable": capacity, "capacity": capacity},
+        }
+        for i in range(count)
+    ]
+
+
+def process_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    rss = next(
+        int(line.split()[1]) * 1024
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+    return cpu, rss
+
+
+def wait_all(check, timeout: float, on_tick=None) -> float:  # noqa: ANN001
+    """Poll check() once a second until it is true; the seconds it took."""
+    start = time.monotonic()
+    while not check():
+        if on_tick:
+            on_tick()
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("not all Ready in time")
+        time.sleep(1)
+    return time.monotonic() - start
+
+
+def create_namespace(kube: Kube, name: str) -> None:
+    kube.request(
+        "POST",
+        "/api/v1/namespaces",
+        body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+    )
+
+
+def ready_deployments(kube: Kube, namespace: str) -> int:
+    items = kube.list("Deployment", namespace)
+    return sum(1 for d in items if d.get("status", {}).get("readyReplicas", 0) >= d["spec"]["replicas"])
+
+
+def run_baseline(kube: Kube, count: int) -> dict:
+    """Create each ChatModel's children directly (no CR, no ownerReferences) and wait for the Deployments."""
+    namespace = "bench-baseline"
+    create_namespace(kube, namespace)
+    spec = ChatModelSpec.model_validate(SPEC)
+    config = OperatorConfig()
+
+    def create(i: int) -> None:
+        owner = Resource(
+            api_version="kubechat.dev/v1alpha1",
+            kind="ChatModel",
+            name=f"m{i}",
+            namespace=namespace,
+            uid=f"u{i}",
+        )
+        for child in build_model_children(owner, spec, config):
+            child["metadata"].pop("ownerReferences")
+            kube.create(child)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(create, range(count)))
+    created = time.monotonic() - start
+    waited = wait_all(lambda: ready_deployments(kube, namespace) >= count, 1800)
+    return {"seconds_to_all_ready": round(created + waited, 1), "seconds_creating": round(created, 1)}
+
+
+def run_operator(kube: Kube, plane: ControlPlane, count: int, log: Path, idle_s: float) -> dict:
+    namespace = "bench-operator"
+    create_namespace(kube, namespace)
+    args = [
+        sys.executable,
+        "-m",
+        "kubechat_operator",
+        f"--namespace={namespace}",
+        f"--liveness-port={free_port()}",
+        f"--metrics-port={free_port()}",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args, env=python_env(**plane.env()), stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    try:
+        time.sleep(3)  # let it list and start watching
+        cpu0, rss_peak = process_usage(proc.pid)
+
+        def sample() -> None:
+            nonlocal rss_peak
+            rss_peak = max(rss_peak, process_usage(proc.pid)[1])
+
+        def create(i: int) -> None:
+            kube.create(
+                {
+                    "apiVersion": "kubechat.dev/v1alpha1",
+                    "kind": "ChatModel",
+                    "metadata": {"name": f"m{i}", "namespace": namespace},
+                    "spec": SPEC,
+                }
+            )
+
+        def all_ready() -> bool:
+            items = kube.list("ChatModel", namespace)
+            return len(items) == count and all((m.get("status") or {}).get("phase") == "Ready" for m in items)
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(create, range(count)))
+        waited = wait_all(all_ready, 1800, sample)
+        total = time.monotonic() - start
+        cpu1, _ = process_usage(proc.pid)
+        time.sleep(idle_s)
+        cpu2, rss_idle = process_usage(proc.pid)
+        assert proc.poll() is None, "the operator died"
+        return {
+            "seconds_to_all_ready": round(total, 1),
+            "seconds_after_creating": round(waited, 1),
+            "cpu_seconds_during_run": round(cpu1 - cpu0, 1),
+            "peak_rss_mb": round(max(rss_peak, rss_idle) / 2**20, 1),
+            "idle_cpu_percent": round(100 * (cpu2 - cpu1) / idle_s, 2),
+            "idle_seconds_measured": idle_s,
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, action="append", help="ChatModels per run (repeatable)")
+    parser.add_argument("--idle-seconds", type=float, default=30)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    results = []
+    for count in args.count or [100]:
+        # A fresh control plane per size, so that one run's objects do not slow the next.
+        with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
+            plane = ControlPlane(Path(state), build())
+            plane.start()
+            try:
+                os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+                kube = Kube.connect(pool_size=WORKERS * 2)
+                for node in bench_nodes(max(1, count // 400 + 1)):
+                    kube.request("POST", "/api/v1/nodes", body=node)
+                plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+                plane.kubectl(
+                    "wait", "--for=condition=Established", "crd/chatmodels.kubechat.dev", "--timeout=60s"
+                )
+                baseline = run_baseline(kube, count)
+                operator = run_operator(kube, plane, count, Path(state) / "operator.log", args.idle_seconds)
+                ratio = round(operator["seconds_to_all_ready"] / baseline["seconds_to_all_ready"], 2)
+                result = {
+                    "count": count,
+                    "baseline": baseline,
+                    "operator": operator,
+                    "operator_over_baseline": ratio,
+                }
+                print(json.dumps(result), flush=True)
+                results.append(result)
+                kube.close()
+            finally:
+                plane.stop()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
