@@ -89,7 +89,7 @@ class Kube:
             method,
             query_params=query or [],
             header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=json.dumps(body) if body is not None else None,
+            body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,
             _return_http_data_only=True,

@@ -78,7 +78,7 @@ def frontends_by_model(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> 
 
 
 @kopf.on.event(GROUP, VERSION, "chatmodels")
-def chatmodel_event(
+async def chatmodel_event(
     type: str | None,
     body: kopf.Body,
     namespace: str,
@@ -96,14 +96,16 @@ def chatmodel_event(
 
 
 @kopf.on.event(GROUP, VERSION, "chatfrontends")
-def chatfrontend_event(
+async def chatfrontend_event(
     type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
     if type != "DELETED" and _needs_apply(type, body):
         _enqueue(memo, ("ChatFrontend", namespace, name), Trigger(apply_all=True))
 
 
-def child_event(type: str | None, event: dict, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def child_event(
+    type: str | None, event: dict, namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     """A child changed: re-check it for drift (edited or deleted) and refresh the owner's status."""
     child = event.get("object") or {}
     labels = child.get("metadata", {}).get("labels") or {}

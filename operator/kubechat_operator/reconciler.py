@@ -46,8 +46,9 @@ def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Recon
         body = runtime.kube.get(kind, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # gone or going: ownerReferences let the garbage collector remove the children
-        generation_key = (body["metadata"]["uid"], body["metadata"].get("generation", 1))
-        runtime.first_seen.setdefault(generation_key, time.monotonic())
+        generation = body["metadata"].get("generation", 1)
+        if (body.get("status") or {}).get("observedGeneration") != generation:
+            runtime.first_seen.setdefault((body["metadata"]["uid"], generation), time.monotonic())
         return reconcile(runtime, body, trigger)
     except Exception:
         metrics.RECONCILE_ERRORS.labels(kind).inc()

@@ -43,6 +43,7 @@ class ReconcileQueue:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._pending: dict[Key, Trigger] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._requeues: dict[Key, asyncio.TimerHandle] = {}
 
     def enqueue(self, key: Key, trigger: Trigger) -> None:
         """Ask for a reconcile of key; must be called from the event loop's thread."""
@@ -63,10 +64,17 @@ class ReconcileQueue:
                 requeue_after = await loop.run_in_executor(
                     self._pool, context.run, self._worker, key, trigger
                 )
+                # At most one requeue per key: a newer reconcile's wish replaces an older one's.
+                if key in self._requeues:
+                    self._requeues.pop(key).cancel()
                 if requeue_after is not None:
-                    loop.call_later(requeue_after, self.enqueue, key, Trigger(apply_all=True))
+                    self._requeues[key] = loop.call_later(requeue_after, self._requeue, key)
         finally:
             del self._tasks[key]
+
+    def _requeue(self, key: Key) -> None:
+        self._requeues.pop(key, None)
+        self.enqueue(key, Trigger(apply_all=True))
 
     @property
     def busy(self) -> int:
@@ -74,4 +82,6 @@ class ReconcileQueue:
         return len(self._tasks)
 
     def shutdown(self) -> None:
+        for handle in self._requeues.values():
+            handle.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
