@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from kubechat_frontend import errors, health, logs
+from kubechat_frontend import errors, health, logs, security
 from kubechat_frontend.api import bp as api_bp
 from kubechat_frontend.api.openai import bp as openai_bp
 from kubechat_frontend.auth import KeyRing
@@ -68,6 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     logs.init_app(app)  # first, so its before_request hook runs before the CSRF check can refuse a request
     csrf.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
     app.register_blueprint(chat_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(openai_bp)

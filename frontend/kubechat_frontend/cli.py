@@ -179,6 +179,9 @@ def serve() -> None:
                 "keepalive": 5,
                 "accesslog": None,  # the app writes its own JSON request log
                 "errorlog": "-",
+                # gunicorn's runtime-control socket has one fixed path per user: replicas on one host (and
+                # read-only container filesystems) would collide on it, and nothing here uses it.
+                "control_socket_disable": True,
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)

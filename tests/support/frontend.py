@@ -1,0 +1,90 @@
+"""Run the chat frontend as a real process for tests (`python -m kubechat_frontend`: gunicorn, threads)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.procs import free_port, python_env
+
+
+@dataclass
+class RunningFrontend:
+    url: str
+    log: Path
+    process: subprocess.Popen
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON lines of its log (request logs and warnings); other lines (gunicorn's) are skipped."""
+        entries = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entries.append(json.loads(line))
+        return entries
+
+
+def frontend_env(settings: dict[str, Any]) -> dict[str, str]:
+    """`KUBECHAT_FRONTEND_*` variables for `settings` named without the prefix (lists become JSON)."""
+    env = {}
+    for name, value in settings.items():
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"KUBECHAT_FRONTEND_{name}"] = str(value)
+    return env
+
+
+@contextlib.contextmanager
+def run_frontend(
+    settings: dict[str, Any], log: Path, *, workers: int = 1, threads: int = 16
+) -> Iterator[RunningFrontend]:
+    """Start a frontend with `settings`, wait for `/health`, and stop it (and its workers) afterwards."""
+    port = free_port()
+    env = python_env(
+        KUBECHAT_FRONTEND_HOST="127.0.0.1",
+        KUBECHAT_FRONTEND_PORT=str(port),
+        KUBECHAT_FRONTEND_WORKERS=str(workers),
+        KUBECHAT_FRONTEND_THREADS=str(threads),
+        **frontend_env({"COOKIE_SECURE": False, **settings}),
+    )
+    with open(log, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kubechat_frontend"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a hung arbiter's workers die with it
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"frontend exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"frontend did not start in 60 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield RunningFrontend(url, log, process)
+    finally:
+        # gunicorn's arbiter stops its workers on SIGTERM (graceful) and exits.
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
