@@ -35,23 +35,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s:%s" $image.repository (default $chart.AppVersion $image.tag) -}}
 {{- end -}}
 
-{{/* The operator's arguments: kopf's liveness endpoint, the namespaces to watch, the metrics port. */}}
+{{/* The operator's arguments (kubechat-operator --help): liveness and metrics ports, namespaces, leader election. */}}
 {{- define "kubechat.operatorArgs" -}}
-- --liveness=http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
-{{- if .Values.operator.watchNamespaces }}
+- --liveness-port={{ .Values.operator.healthPort }}
+- --metrics-port={{ if .Values.metrics.enabled }}{{ .Values.metrics.port }}{{ else }}0{{ end }}
 {{- range .Values.operator.watchNamespaces }}
 - --namespace={{ . }}
 {{- end }}
-{{- else }}
-- --all-namespaces
+{{- if gt (int .Values.replicaCount) 1 }}
+- --leader-elect
+- --lease-name={{ include "kubechat.fullname" . }}
 {{- end }}
-{{- if .Values.metrics.enabled }}
-- --metrics-port={{ .Values.metrics.port }}
-{{- end }}
-{{- if eq .Values.operator.logLevel "verbose" }}
+{{- if .Values.operator.verbose }}
 - --verbose
-{{- else if eq .Values.operator.logLevel "debug" }}
-- --debug
 {{- end }}
 {{- range .Values.operator.extraArgs }}
 - {{ . | quote }}

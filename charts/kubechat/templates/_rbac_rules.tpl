@@ -1,42 +1,61 @@
-{{/* Cluster-scoped: kopf watches CRDs and namespaces to know what it can serve. */}}
+{{/*
+The operator's permissions, rule by rule from what operator/kubechat_operator does (kube.py's requests and
+kopf's watches). tests/integration/packaging runs the operator with a token of the chart's ServiceAccount,
+so a missing rule fails a test.
+*/}}
+
+{{/* Cluster-scoped. kopf observes CRDs to serve resources that appear later, and lists namespaces only when
+it watches named namespaces (watching the whole cluster needs no namespace list). */}}
 {{- define "kubechat.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+{{- if .Values.operator.watchNamespaces }}
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+{{- end }}
 {{- end -}}
 
-{{/* Namespaced: what the handlers read and write for each ChatModel / ChatFrontend. */}}
+{{/* Namespaced: what the reconciles read and write for each ChatModel / ChatFrontend. */}}
 {{- define "kubechat.namespacedRules" -}}
-# The custom resources: watch them, record handler progress (annotations/finalizers) and status.
+# The custom resources: watched; only their status is written.
 - apiGroups: [kubechat.dev]
   resources: [chatmodels, chatfrontends]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [kubechat.dev]
   resources: [chatmodels/status, chatfrontends/status]
-  verbs: [get, patch]
-# The children it creates and keeps in shape.
+  verbs: [patch]
+# Children: server-side apply (patch) creates and repairs them, drift is watched, dropped ones are pruned.
+- apiGroups: [""]
+  resources: [configmaps, services, serviceaccounts, persistentvolumeclaims]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [""]
-  resources: [services, configmaps, persistentvolumeclaims, serviceaccounts]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, patch, delete]
-# Model pods report load progress through a Role it creates (get/patch on one ConfigMap, which it can grant
-# only because it holds those verbs itself: RBAC forbids escalation).
+  verbs: [get, list, watch, patch, delete]
+# Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap; RBAC lets the operator
+# grant that only because it holds get and patch on configmaps itself (no escalate/bind verbs needed).
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, list, watch, create, patch, delete]
-# Status comes from what the pods really do.
+  verbs: [get, list, watch, patch, delete]
+# Status comes from the pods; Secrets referenced by a resource are checked to exist (never listed).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
-- apiGroups: ["", events.k8s.io]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
+{{- end -}}
+
+{{/* Leader election (replicaCount > 1): the Lease in the release's namespace. */}}
+{{- define "kubechat.leaseRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
 {{- end -}}

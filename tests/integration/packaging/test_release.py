@@ -1,0 +1,208 @@
+"""The chart's life on a real apiserver: install, the operator it deploys reconciling an example (run
+locally with the Deployment's command, args, env and ServiceAccount), `helm test`, an upgrade whose CRD gains
+a field, and an uninstall that leaves no operator object behind."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from chart_harness import CHART, RELEASE_NAMESPACE, Helm, wait_for
+
+from hack.localpod import Kubectl, LocalProcess, translate
+from tests.support.controlplane import ControlPlane
+from tests.support.procs import REPO_ROOT, python_env
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
+
+RELEASE = "kubechat"
+OPERATOR = "kubechat"  # the Deployment, ServiceAccount and Service are named after the release
+INSTANCE_SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+NAMESPACED_KINDS = ",".join(
+    (
+        "deployments",
+        "replicasets",
+        "pods",
+        "services",
+        "serviceaccounts",
+        "poddisruptionbudgets",
+        "roles",
+        "rolebindings",
+    )
+)
+CLUSTER_KINDS = "clusterroles,clusterrolebindings"
+
+
+def install(helm: Helm, chart: Path = CHART, *args: str) -> None:
+    helm(
+        "upgrade", "--install", RELEASE, str(chart), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
+        "--wait", "--timeout=120s", *args,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def release(helm: Helm) -> str:
+    """The chart installed (or upgraded back to the checkout's chart) as release `kubechat`."""
+    install(helm)
+    return RELEASE
+
+
+@pytest.fixture
+def workload_namespace(plane: ControlPlane) -> Iterator[str]:
+    name = f"demo-{secrets.token_hex(3)}"
+    plane.kubectl("create", "namespace", name)
+    plane.kubectl("wait", "--for=create", f"--namespace={name}", "serviceaccount/default", "--timeout=30s")
+    yield name
+    plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(release: str, run_deployment: Callable[..., LocalProcess]) -> LocalProcess:
+    """The chart's operator Deployment, run here as a process with its ServiceAccount's token."""
+    process = run_deployment(OPERATOR, RELEASE_NAMESPACE)
+    process.wait_http(process.spec.url(health_port(process), "/healthz"), timeout=60)
+    return process
+
+
+def health_port(process: LocalProcess) -> int:
+    return next(port for port in process.spec.ports if f"--liveness-port={port}" in process.spec.argv)
+
+
+def status_of(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict:
+    return kubectl.get(kind, name, namespace).get("status") or {}
+
+
+def test_installed_operator_reconciles_the_quickstart_example_with_only_the_charts_rbac(
+    operator: LocalProcess, kubectl: Kubectl, workload_namespace: str
+) -> None:
+    assert operator.spec.argv[3:5] == ["--liveness-port=8081", "--metrics-port=9090"], operator.spec.argv
+    kubectl.run("apply", "-n", workload_namespace, "-f", str(REPO_ROOT / "examples" / "quickstart.yaml"))
+
+    def ready(kind: str, name: str) -> bool:
+        return status_of(kubectl, kind, name, workload_namespace).get("phase") == "Ready"
+
+    wait_for(lambda: ready("chatmodel", "quickstart"), 90, "ChatModel quickstart Ready")
+    wait_for(lambda: ready("chatfrontend", "quickstart-chat"), 90, "ChatFrontend quickstart-chat Ready")
+    deployments = json.loads(kubectl.run("get", "deployments", "-n", workload_namespace, "-o", "json"))
+    assert {d["metadata"]["name"] for d in deployments["items"]} == {"quickstart", "quickstart-chat"}
+    # The operator ran as the chart's ServiceAccount: any rule the chart lacks would show up as a 403.
+    log = operator.log_path.read_text()
+    assert "Forbidden" not in log and " 403" not in log, operator.log_tail(60)
+    metrics_port = next(p for p in operator.spec.ports if p != health_port(operator))
+    with urllib.request.urlopen(operator.spec.url(metrics_port, "/metrics"), timeout=10) as response:
+        assert response.status == 200
+
+
+def test_helm_test_hook_checks_the_operator_through_its_service(
+    operator: LocalProcess, helm: Helm, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    # The hook pod is valid for the apiserver (kwok completes it: no container runs here)...
+    helm("test", RELEASE, "--namespace", RELEASE_NAMESPACE, "--timeout=60s")
+    # ...and its command, run here with the Service's URL pointing at the local operator, passes.
+    hooks = yaml.safe_load_all(helm("get", "hooks", RELEASE, "--namespace", RELEASE_NAMESPACE).stdout)
+    (pod,) = [h for h in hooks if h and h["kind"] == "Pod"]
+    pod["metadata"]["namespace"] = RELEASE_NAMESPACE
+    port = health_port(operator)
+    local = translate(
+        pod,
+        kubectl,
+        python=shutil.which("python3") or "python3",
+        workdir=tmp_path,
+        ports={},
+        service_urls={(OPERATOR, RELEASE_NAMESPACE, port): f"http://127.0.0.1:{operator.spec.ports[port]}"},
+        base_env=python_env(),
+    )
+    test_process = LocalProcess(local, tmp_path / "hook.log")
+    assert test_process.process.wait(30) == 0, test_process.log_tail()
+    assert "/healthz 200" in test_process.log_tail()
+
+
+def chart_with_new_crd_field(tmp_path: Path) -> Path:
+    """A copy of the chart whose ChatModel CRD serves one more spec field, `upgradeCanary`."""
+    chart = tmp_path / "kubechat"
+    shutil.copytree(CHART, chart)
+    crd_path = chart / "files" / "crds" / "chatmodels.yaml"
+    crd = yaml.safe_load(crd_path.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["upgradeCanary"] = {"type": "string", "description": "Added by the upgrade test."}
+    crd_path.write_text(yaml.safe_dump(crd))
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    meta["version"] = meta["version"] + "-upgrade"
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    return chart
+
+
+def test_helm_upgrade_serves_the_field_a_new_crd_adds(
+    release: str, helm: Helm, kubectl: Kubectl, workload_namespace: str, tmp_path: Path
+) -> None:
+    def explain() -> str:
+        return kubectl.run("explain", "chatmodel.spec.upgradeCanary")
+
+    with pytest.raises(RuntimeError, match="does not exist"):
+        explain()
+    try:
+        install(helm, chart_with_new_crd_field(tmp_path))
+        assert "Added by the upgrade test." in wait_for(lambda: _try(explain), 30, "the new field in explain")
+        model = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
+        model["spec"]["upgradeCanary"] = "kept"
+        kubectl.run("apply", "-n", workload_namespace, "-f", "-", input=json.dumps(model))
+        stored = kubectl.get("chatmodel", "quickstart", workload_namespace)
+        assert stored["spec"]["upgradeCanary"] == "kept", "the apiserver pruned the upgraded CRD's field"
+    finally:
+        install(helm)  # back to the checkout's chart for the tests that follow
+
+
+def _try(read: Callable[[], str]) -> str | None:
+    try:
+        return read()
+    except RuntimeError:
+        return None
+
+
+def test_helm_uninstall_leaves_no_operator_objects_but_keeps_the_crds(
+    release: str, helm: Helm, kubectl: Kubectl
+) -> None:
+    def leftovers() -> list[str]:
+        names = kubectl.run("get", NAMESPACED_KINDS, "-A", "-l", INSTANCE_SELECTOR, "-o", "name")
+        names += kubectl.run("get", CLUSTER_KINDS, "-l", INSTANCE_SELECTOR, "-o", "name")
+        return names.split()
+
+    assert len(leftovers()) >= 8, leftovers()  # sanity: the selector does find the release's objects
+    helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout=60s")
+    wait_for(lambda: not leftovers(), 60, "the release's objects (and their pods) to be gone")
+    # helm.sh/resource-policy: keep — the CRDs, and so every user's ChatModels, survive an uninstall.
+    for crd in ("chatmodels.kubechat.dev", "chatfrontends.kubechat.dev"):
+        kept = kubectl.get("crd", crd, "default")
+        assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert RELEASE not in helm("list", "--all-namespaces", "-q").stdout.split()
+
+
+def test_every_example_manifest_passes_server_side_dry_run(
+    release: str, kubectl: Kubectl, workload_namespace: str
+) -> None:
+    examples = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+    assert len(examples) >= 2
+    for example in examples:
+        kubectl.run("apply", "--dry-run=server", "-n", workload_namespace, "-f", str(example))
+
+
+def test_gitops_overlays_build_and_pass_server_side_dry_run(release: str, kubectl: Kubectl) -> None:
+    overlays = sorted(p for p in (REPO_ROOT / "examples" / "gitops" / "overlays").iterdir() if p.is_dir())
+    assert overlays
+    for overlay in overlays:
+        docs = list(yaml.safe_load_all(kubectl.run("kustomize", str(overlay))))
+        (namespace,) = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
+        # A server-side dry run cannot create the namespace the other objects go into: make it first.
+        kubectl.run("create", "namespace", namespace)
+        try:
+            kubectl.run("apply", "--dry-run=server", "-k", str(overlay))
+        finally:
+            kubectl.run("delete", "namespace", namespace, "--wait=false")
+        kinds = {d["kind"] for d in docs}
+        assert {"ChatModel", "ChatFrontend"} <= kinds, f"{overlay.name}: {kinds}"
