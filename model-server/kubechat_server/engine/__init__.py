@@ -1,0 +1,1 @@
+"""Loading, prompt formats, batching and generation."""

@@ -1,0 +1,196 @@
+"""Loading a model: from a local directory or the Hub, with the ``transformers`` Auto classes.
+
+The architecture (seq2seq or causal) comes from the model's config unless the ChatModel forces it; the dtype
+follows the device (bf16/fp16 on a GPU, fp32 on CPU). Download progress is measured from the bytes that
+arrive in the Hub cache, so it works whatever progress bars ``huggingface_hub`` draws.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kubechat_server.config import ServerConfig
+from kubechat_server.progress import ProgressReporter
+
+log = logging.getLogger("kubechat_server.loader")
+
+HUB_FILES = ["*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded with this configuration."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate, and the facts the engine and the prompt formats need about it."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    seq2seq: bool
+    model_type: str
+    device: torch.device
+    dtype: torch.dtype
+    eos_token_ids: frozenset[int]
+    pad_token_id: int
+    decoder_start_token_id: int | None
+    max_positions: int | None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def device_facts(self) -> dict:
+        """Device and GPU facts for ``/healthz``."""
+        facts = {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+        if self.device.type == "cuda":
+            index = self.device.index or 0
+            facts["gpu"] = {
+                "name": torch.cuda.get_device_name(index),
+                "memoryAllocatedBytes": torch.cuda.memory_allocated(index),
+                "memoryTotalBytes": torch.cuda.get_device_properties(index).total_memory,
+            }
+        return facts
+
+
+def choose_device(requested: str) -> torch.device:
+    """``auto`` picks the GPU when there is one."""
+    if requested != "auto":
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def choose_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU (half precision is slow there)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def hub_token() -> str | None:
+    """The gated-model token from the ChatModel's Secret (``HF_TOKEN``)."""
+    return os.environ.get("HF_TOKEN") or None
+
+
+def resolve_model_path(model_id: str, reporter: ProgressReporter) -> str:
+    """A local directory holding the model: ``model_id`` itself, or the Hub snapshot after downloading it."""
+    if Path(model_id).is_dir():
+        return model_id
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+
+    if HF_HUB_OFFLINE:
+        # Offline: only what the cache (the PVC) already holds.
+        return snapshot_download(model_id, token=hub_token(), local_files_only=True)
+    info = HfApi().model_info(model_id, files_metadata=True, token=hub_token())
+    names = [s.rfilename for s in info.siblings or []]
+    weights = ["*.safetensors"] if any(n.endswith(".safetensors") for n in names) else ["*.bin"]
+    patterns = HUB_FILES + weights + ["tokenizer*"]
+    total = sum(s.size or 0 for s in info.siblings or [] if _matches(s.rfilename, patterns))
+    repo_dir = Path(HF_HUB_CACHE) / f"models--{model_id.replace('/', '--')}"
+    watcher = DownloadWatcher(repo_dir, total, reporter, model_id)
+    watcher.start()
+    try:
+        return snapshot_download(model_id, token=hub_token(), allow_patterns=patterns)
+    finally:
+        watcher.stop()
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(name, p) for p in patterns)
+
+
+class DownloadWatcher:
+    """Reports download progress by measuring the bytes in the model's cache folder once a second."""
+
+    def __init__(
+        self, folder: Path, total: int, reporter: ProgressReporter, label: str, interval: float = 1.0
+    ):
+        self.folder, self.total, self.reporter, self.label = folder, total, reporter, label
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="download-watcher", daemon=True)
+
+    def start(self) -> None:
+        self.reporter.update("downloading", self.label, 0, self.total)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.report()
+
+    def report(self) -> None:
+        done = min(folder_bytes(self.folder), self.total) if self.total else folder_bytes(self.folder)
+        self.reporter.update("downloading", self.label, done, self.total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.report()
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the regular files under ``folder`` (partial downloads included, links not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                try:
+                    total += os.path.getsize(path)
+                except OSError:
+                    continue  # a partial file renamed while we looked
+    return total
+
+
+def load_model(config: ServerConfig, reporter: ProgressReporter) -> LoadedModel:
+    """Load the configured model and tokenizer; progress goes to ``reporter``."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    if not config.model_id:
+        raise ModelLoadError("no model configured: set KUBECHAT_MODEL_ID or --model")
+    path = resolve_model_path(config.model_id, reporter)
+    reporter.update("loading", f"loading {config.model_id}")
+    model_config = AutoConfig.from_pretrained(path, token=hub_token())
+    detected = "seq2seq" if getattr(model_config, "is_encoder_decoder", False) else "causal"
+    if config.architecture not in ("auto", detected):
+        raise ModelLoadError(
+            f"the model's config says {detected} ({model_config.model_type}), "
+            f"but the ChatModel asks for {config.architecture}"
+        )
+    seq2seq = detected == "seq2seq"
+    device = choose_device(config.device)
+    dtype = choose_dtype(device)
+    auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    model = auto_class.from_pretrained(path, dtype=dtype, token=hub_token()).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, token=hub_token())
+    generation = getattr(model, "generation_config", None)
+    eos = {tokenizer.eos_token_id, getattr(generation, "eos_token_id", None)}
+    eos_ids = frozenset(i for e in eos for i in (e if isinstance(e, list) else [e]) if i is not None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=0)
+    max_positions = getattr(model_config, "max_position_embeddings", None) or getattr(
+        model_config, "n_positions", None
+    )
+    log.info(
+        "loaded %s (%s, %s) on %s as %s", config.model_id, model_config.model_type, detected, device, dtype
+    )
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        seq2seq=seq2seq,
+        model_type=model_config.model_type,
+        device=device,
+        dtype=dtype,
+        eos_token_ids=eos_ids,
+        pad_token_id=pad,
+        decoder_start_token_id=getattr(model_config, "decoder_start_token_id", None),
+        max_positions=max_positions,
+    )

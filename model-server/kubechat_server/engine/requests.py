@@ -1,0 +1,67 @@
+"""A generation request as the engine sees it, and the events it sends back to the HTTP side."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from kubechat_server.engine.sampling import SamplingParams
+
+FINISH_REASONS = ("stop", "length", "cancelled", "timeout", "error")
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text of one request (already checked against its stop strings)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The request is done; ``text`` is the whole answer."""
+
+    reason: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    error: str = ""
+
+
+@dataclass
+class GenerationRequest:
+    """Token ids in, events out. Events are handed to the asyncio loop that submitted the request."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    deadline: float
+    submitted: float = field(default_factory=time.monotonic)
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def emit(self, event: TextDelta | Finished) -> None:
+        """Called from the engine thread."""
+        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def cancel(self) -> None:
+        """The client went away: the engine drops the row at its next step."""
+        self.cancelled.set()
+
+    async def stream(self) -> AsyncIterator[TextDelta | Finished]:
+        """Events until (and including) ``Finished``."""
+        while True:
+            event = await self.events.get()
+            yield event
+            if isinstance(event, Finished):
+                return
+
+    async def result(self) -> Finished:
+        """Wait for the whole answer."""
+        async for event in self.stream():
+            if isinstance(event, Finished):
+                return event
+        raise RuntimeError("stream ended without a result")  # pragma: no cover - stream() always finishes

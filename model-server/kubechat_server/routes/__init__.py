@@ -1,0 +1,1 @@
+"""HTTP routes, one module per API family: health/ops, the seeds' API, the OpenAI API."""
