@@ -1,0 +1,243 @@
+"""The quick start's steps after the environment is ready (hack/quickstart runs this with the project's venv).
+
+1. `helm upgrade --install` the chart (CRDs, RBAC, operator Deployment) into the local control plane,
+2. run the operator Deployment's container here, authenticated as the chart's ServiceAccount,
+3. build the tiny model and `kubectl apply -f examples/quickstart.yaml`; wait until `kubectl get kubechat`
+   says Ready,
+4. run the model-server and frontend Deployments' containers here (hack/localpod.py: their exact command,
+   args and env, volumes and Service URLs mapped to this host), wait until both are ready,
+5. print the chat URL and a curl line, and ask the frontend one question.
+
+`--check` stops everything after the answer (the test of the quick start); otherwise it serves until Ctrl-C.
+`down` stops what a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from hack.localpod import Kubectl, LocalContainer, LocalProcess, translate
+from tests.support.procs import REPO_ROOT, SOURCE_ROOTS, cache_dir, free_port
+
+CHART = REPO_ROOT / "charts" / "kubechat"
+EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
+RELEASE, RELEASE_NAMESPACE, NAMESPACE = "kubechat", "kubechat-system", "default"
+MODEL, FRONTEND = "quickstart", "quickstart-chat"  # the names in examples/quickstart.yaml
+TINY_MODEL_PATH = "/cache/models/tiny-godel"  # spec.model.id in examples/quickstart.yaml
+QUESTION = "Hello! What do you like to do on weekends?"
+
+
+def say(message: str) -> None:
+    print(f"quickstart: {message}", flush=True)
+
+
+class QuickStart:
+    """The quick start's processes and state (pids in `state`, so `down` can find them after a crash)."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.kubectl = Kubectl(os.environ)
+        self.processes: list[LocalProcess] = []
+        # The children import this checkout's source; the hub stays reachable if the machine has internet.
+        self.base_env = dict(os.environ) | {
+            "PYTHONPATH": os.pathsep.join(str(p) for p in SOURCE_ROOTS),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def helm_install(self) -> None:
+        say(f"installing the chart {CHART.relative_to(REPO_ROOT)} (CRDs, RBAC, operator Deployment)")
+        subprocess.run(
+            ["helm", "upgrade", "--install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE,
+             "--create-namespace", "--wait", "--timeout=180s"],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def run_deployment(
+        self,
+        name: str,
+        namespace: str,
+        ports: dict[int, int],
+        service_urls: dict[tuple[str, str, int], str] | None = None,
+        before_start: Callable[[LocalContainer], None] | None = None,
+    ) -> LocalProcess:
+        """Start a Deployment's container here; with its ServiceAccount's token when the pod mounts one."""
+        deployment = self.kubectl.get("deployment", name, namespace)
+        workdir = self.state / "pods" / name
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        pod = deployment["spec"]["template"]["spec"]
+        env = dict(self.base_env)
+        if pod.get("automountServiceAccountToken", True):
+            account = pod.get("serviceAccountName", "default")
+            kubeconfig = self.kubectl.service_account_kubeconfig(account, namespace, workdir / "kubeconfig")
+            env["KUBECONFIG"] = str(kubeconfig)
+        else:
+            env.pop("KUBECONFIG", None)
+        container = translate(
+            deployment,
+            self.kubectl,
+            python=sys.executable,
+            workdir=workdir,
+            ports=ports,
+            service_urls=service_urls,
+            base_env=env,
+        )
+        if before_start:
+            before_start(container)
+        process = LocalProcess(container, self.state / "logs" / f"{name}.log")
+        self.processes.append(process)
+        with open(self.state / "pgids", "a") as pgids:
+            pgids.write(f"{process.process.pid}\n")
+        return process
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        say("waiting until `kubectl get kubechat` shows Ready")
+        deadline = time.monotonic() + timeout
+        while True:
+            phases = [
+                (self.kubectl.get(kind, name, NAMESPACE).get("status") or {}).get("phase")
+                for kind, name in (("chatmodel", MODEL), ("chatfrontend", FRONTEND))
+            ]
+            if phases == ["Ready", "Ready"]:
+                print(self.kubectl.run("get", "kubechat", "-n", NAMESPACE), flush=True)
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not Ready after {timeout:.0f} s:\n{self.kubectl.run('get', 'kubechat')}")
+            time.sleep(1)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        (self.state / "pgids").unlink(missing_ok=True)
+
+
+def tiny_model() -> Path:
+    # Imported here: building it pulls in torch and transformers.
+    from tests.support.tiny_models import tiny_model_dir
+
+    return tiny_model_dir("godel")
+
+
+def seed_cache_volume(container: LocalContainer, model: Path) -> None:
+    """Put the tiny model where the pod's cache volume would hold it (spec.model.id)."""
+    target = container.volumes["cache"] / Path(TINY_MODEL_PATH).relative_to("/cache")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        target.symlink_to(model, target_is_directory=True)
+
+
+def chat(url: str, message: str) -> dict:
+    request = urllib.request.Request(
+        f"{url}/api/chat",
+        data=json.dumps({"message": message}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+def preferred_port(port: int) -> int:
+    """`port` when it is free, else any free port (so the printed URL is predictable when possible)."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            return free_port()
+
+
+def up(check: bool) -> int:
+    state = cache_dir("quickstart")
+    (state / "logs").mkdir(exist_ok=True)
+    quick = QuickStart(state)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        quick.helm_install()
+        operator = quick.run_deployment(RELEASE, RELEASE_NAMESPACE, {8081: free_port(), 9090: free_port()})
+        operator.wait_http(operator.spec.url(8081, "/healthz"), timeout=60)
+        say("the operator runs here, as ServiceAccount kubechat-system/kubechat")
+
+        say("building the tiny model (cached after the first run)")
+        model = tiny_model()
+        quick.kubectl.run("apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
+        quick.wait_ready()
+
+        server = quick.run_deployment(
+            MODEL, NAMESPACE, {8080: free_port()}, before_start=lambda c: seed_cache_volume(c, model)
+        )
+        server.wait_http(server.spec.url(8080, "/readyz"), timeout=300)
+        say(f"the model server runs here: {server.spec.url(8080)}")
+
+        frontend_port = preferred_port(8080)
+        frontend = quick.run_deployment(
+            FRONTEND,
+            NAMESPACE,
+            {8080: frontend_port},
+            service_urls={(MODEL, NAMESPACE, 8080): server.spec.url(8080)},
+        )
+        frontend.wait_http(frontend.spec.url(8080, "/readyz"), timeout=120)
+        url = frontend.spec.url(8080)
+        answer = chat(url, QUESTION)
+        print(
+            f"""
+kubechat quick start is up (logs: {state / "logs"}).
+
+  chat page   {url}
+  chat API    curl -s {url}/api/chat -H 'Content-Type: application/json' -d '{{"message": "Hi!"}}'
+  kubectl     eval "$(hack/control-plane env)"; kubectl get kubechat
+
+You:   {QUESTION}
+Model: {answer["response"]!r}   (pod {answer.get("pod")}, node {answer.get("node")})
+
+That model is a tiny random-weight GODEL built here, so it answers gibberish: the plumbing is real, the
+wisdom is not. On a machine with internet, serve the real GODEL by changing spec.model.id in
+examples/quickstart.yaml to microsoft/GODEL-v1_1-base-seq2seq (see the comment at its top).
+""",
+            flush=True,
+        )
+        if not check:
+            say("serving until Ctrl-C (then everything started here stops)")
+            while True:
+                signal.pause()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        say("stopping the local processes")
+        quick.stop()
+
+
+def down() -> int:
+    """Stop local processes a killed quick start left behind (their process groups, from the pid file)."""
+    pgids = cache_dir("quickstart") / "pgids"
+    if pgids.exists():
+        for line in pgids.read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(line), signal.SIGTERM)
+        pgids.unlink()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hack/quickstart", description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=["up", "down"], default="up")
+    parser.add_argument("--check", action="store_true", help="stop everything after the first answer")
+    args = parser.parse_args(argv)
+    return down() if args.command == "down" else up(args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
