@@ -57,11 +57,8 @@ class QuickStart:
 
     def helm_install(self) -> None:
         say(f"installing the chart {CHART.relative_to(REPO_ROOT)} (CRDs, RBAC, operator Deployment)")
-        subprocess.run(
-            ["helm", "upgrade", "--install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE,
-             "--create-namespace", "--wait", "--timeout=180s"],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        env = dict(os.environ) | {"KUBECHAT_RELEASE": RELEASE, "KUBECHAT_NAMESPACE": RELEASE_NAMESPACE}
+        subprocess.run([REPO_ROOT / "hack" / "install-chart"], env=env, check=True, stdout=subprocess.DEVNULL)
 
     def run_deployment(
         self,
