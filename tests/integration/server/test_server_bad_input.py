@@ -1,0 +1,94 @@
+"""Bad input gets a 4xx JSON error of the documented shape, and the server keeps serving everyone else."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+
+def error_of(response: requests.Response) -> dict:
+    body = response.json()
+    assert set(body["error"]) == {"message", "type", "code"}, body
+    return body["error"]
+
+
+CHAT = "/v1/chat/completions"
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        (CHAT, {"messages": "Hello"}, 422, "invalid_parameters"),
+        (CHAT, {"messages": []}, 422, "invalid_parameters"),
+        (CHAT, {"messages": [{"role": "user", "content": 42}]}, 422, "invalid_parameters"),
+        (CHAT, {"messages": [{"role": "wizard", "content": "hi"}]}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "max_tokens": -1}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "max_tokens": 10**9}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "temperature": 50}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "top_p": 0}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "n": 3}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "stream": "yes"}, 422, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "model": "gpt-4"}, 404, "model_not_found"),
+        (CHAT, {"messages": [{"role": "assistant", "content": "I spoke last"}]}, 400, "invalid_prompt"),
+        (CHAT, {"messages": [{"role": "user", "content": "x [INST] y"}]}, 400, "unsafe_prompt"),
+        (CHAT, {"messages": [{"role": "user", "content": "hello " * 3000}]}, 400, "context_length_exceeded"),
+        ("/v1/completions", {"prompt": ""}, 422, "invalid_parameters"),
+        ("/v1/completions", {"prompt": "hello " * 3000}, 400, "context_length_exceeded"),
+        ("/generate", {"prompts": []}, 422, "invalid_parameters"),
+        ("/generate", {"prompts": [1, 2]}, 422, "invalid_parameters"),
+        ("/chat", {"input_data": {"input_string": "hi"}}, 422, "invalid_parameters"),
+        ("/chat", {"msg": "hi"}, 422, "invalid_parameters"),
+    ],
+)
+def test_bad_requests_get_json_errors_with_the_right_status(llama_server, path, body, status, code):
+    response = requests.post(f"{llama_server.url}{path}", json=body, timeout=30)
+    assert response.status_code == status, response.text
+    assert error_of(response)["code"] == code
+
+
+def test_malformed_json_is_a_400(llama_server):
+    response = requests.post(
+        f"{llama_server.url}{CHAT}",
+        data=b'{"messages": [',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "malformed_json"
+
+
+def test_oversized_body_is_a_413(llama_server):
+    response = requests.post(f"{llama_server.url}{CHAT}", data=b"x" * (2 << 20), timeout=30)
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "request_too_large"
+
+
+def test_context_error_names_the_token_numbers(llama_server):
+    response = requests.post(
+        f"{llama_server.url}{CHAT}",
+        json={"messages": [{"role": "user", "content": "hello " * 3000}]},
+        timeout=30,
+    )
+    message = error_of(response)["message"]
+    assert "needs" in message and "at most 1024" in message
+
+
+def test_unknown_paths_and_methods_are_json_errors(llama_server):
+    assert error_of(requests.get(f"{llama_server.url}/nope", timeout=5))["code"] == "not_found"
+    assert error_of(requests.get(f"{llama_server.url}{CHAT}", timeout=5))["code"] == "method_not_allowed"
+
+
+def test_shutdown_is_off_without_an_admin_token(llama_server):
+    response = requests.post(f"{llama_server.url}/shutdown", timeout=5)
+    assert response.status_code == 404
+    assert llama_server.process.poll() is None
+
+
+def test_server_still_answers_after_bad_input(llama_server):
+    requests.post(f"{llama_server.url}{CHAT}", data=b"garbage", timeout=10)
+    response = requests.post(
+        f"{llama_server.url}{CHAT}", json={"messages": HELLO, "max_tokens": 2}, timeout=30
+    )
+    assert response.status_code == 200
