@@ -190,3 +190,7 @@ def serve() -> None:
             return create_app()
 
     Server().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

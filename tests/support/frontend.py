@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from typing import Any
 
 import httpx
 
+from tests.support.model_server import RunningServer, running_model_server
 from tests.support.procs import free_port, python_env
+from tests.support.tiny_models import tiny_model_dir
 
 
 @dataclass
@@ -88,3 +91,64 @@ def run_frontend(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def avoid_rate_window_edge(window_s: int = 60, margin_s: float = 10) -> None:
+    """Sleep into the next rate-limit window if this one ends within `margin_s`, so that a burst of requests
+    in a test is counted in one fixed window (as every replica computes it)."""
+    left = window_s - time.time() % window_s
+    if left < margin_s:
+        time.sleep(left + 0.1)
+
+
+@dataclass
+class ServedModel:
+    """A real model server (tests.support.model_server) as a frontend sees it: URL, served name, pod, node."""
+
+    url: str
+    name: str
+    pod: str
+    node: str
+    server: RunningServer
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@contextlib.contextmanager
+def served_model(name: str, kind: str, **env: str) -> Iterator[ServedModel]:
+    """The real model server on a tiny `kind` model (tests.support.tiny_models), served as `name`; `env` adds
+    to its ConfigMap's variables (answers are at most 12 tokens unless `KUBECHAT_MAX_NEW_TOKENS` says)."""
+    settings = {"KUBECHAT_SERVED_MODEL_NAME": name, "KUBECHAT_MAX_NEW_TOKENS": "12", **env}
+    with running_model_server(tiny_model_dir(kind), env=settings) as server:
+        # The helper names the pod and node itself; the server echoes them in every answer.
+        yield ServedModel(server.url, name, "test-pod", "test-node", server)
+
+
+@dataclass
+class Keys:
+    """A keys file (what the API-keys Secret mounts) with two users' keys, and the admin key."""
+
+    file: str
+    user_key: str
+    other_key: str
+    admin_key: str
+
+    @property
+    def user_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.user_key}"}
+
+    @property
+    def other_headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.other_key}
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+
+def make_keys(directory: Path) -> Keys:
+    user, other, admin = (secrets.token_urlsafe(24) for _ in range(3))
+    path = directory / "api-keys"
+    path.write_text(f"# mounted from a Secret\n{user}\n{other}\n")
+    return Keys(str(path), user, other, admin)

@@ -1,0 +1,163 @@
+"""The chat page in headless Chromium against the real model server (tiny Llama): send, stream, badge,
+history across reloads, new conversation, stop, keyboard, and a phone-sized screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.support.frontend import RunningFrontend, ServedModel, run_frontend, served_model
+
+pytestmark = pytest.mark.slow
+
+ANSWER = ".message.assistant:not(.greeting)"
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[ServedModel]:
+    # Long answers (up to 300 tokens, about a second) so that streaming and the stop button can be seen.
+    with served_model("llama", "llama", KUBECHAT_MAX_NEW_TOKENS="300") as server:
+        yield server
+
+
+@pytest.fixture
+def frontend(model_server, tmp_path) -> Iterator[RunningFrontend]:
+    settings = {
+        "STORE": f"sqlite:///{tmp_path}/history.db",
+        "MODELS": [{"name": model_server.name, "url": model_server.url}],
+        "PERSONAS": [{"name": "Tavern keeper", "character": "a grumpy tavern keeper", "world": "a village"}],
+        "TITLE": "Village chat",
+        "GREETING": "Welcome, traveller! Ask me **anything**.",
+        "SECRET_KEY": "test-secret",
+    }
+    with run_frontend(settings, tmp_path / "frontend.log") as running:
+        yield running
+
+
+def wait_answer_done(browser, count: int, timeout: float = 60) -> None:
+    WebDriverWait(browser, timeout).until(
+        lambda b: (
+            len(b.find_elements(By.CSS_SELECTOR, ANSWER + ".done, " + ANSWER + ".stopped")) >= count
+            or b.find_elements(By.CSS_SELECTOR, ".message.error")
+        )
+    )
+    errors = browser.find_elements(By.CSS_SELECTOR, ".message.error")
+    assert not errors, errors[0].text
+
+
+def watch_answer_growth(browser) -> None:
+    """Record every text the newest answer shows, to see it grow while the answer streams."""
+    browser.execute_script(
+        """
+        window.__seen = [];
+        new MutationObserver(() => {
+          const answers = document.querySelectorAll('.message.assistant:not(.greeting) .bubble');
+          const text = answers.length ? answers[answers.length - 1].textContent : '';
+          if (text && window.__seen[window.__seen.length - 1] !== text) window.__seen.push(text);
+        }).observe(document.getElementById('messages'),
+                   {childList: true, subtree: true, characterData: true});
+        """
+    )
+
+
+def test_chat_streams_answers_with_badge_and_keeps_history(browser, frontend, model_server, tmp_path):
+    browser.get(frontend.url)
+    assert browser.title == "Village chat"
+    assert browser.find_element(By.CSS_SELECTOR, ".greeting strong").text == "anything"
+
+    prompt = browser.find_element(By.ID, "prompt")
+    prompt.send_keys("Hello, how are you today?")
+    prompt.send_keys(Keys.SHIFT, Keys.ENTER)  # a new line, not a send
+    prompt.send_keys("I am going to Paris")
+    assert prompt.get_attribute("value") == "Hello, how are you today?\nI am going to Paris"
+    assert browser.find_elements(By.CSS_SELECTOR, ".message.user") == []
+    watch_answer_growth(browser)
+    prompt.send_keys(Keys.ENTER)
+
+    wait_answer_done(browser, 1)
+    assert prompt.get_attribute("value") == ""
+    user = browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")
+    assert user[-1].text == "Hello, how are you today?\nI am going to Paris"
+    answer = browser.find_elements(By.CSS_SELECTOR, ANSWER)[-1]
+    badge = answer.find_element(By.CSS_SELECTOR, ".badge").text
+    assert badge == f"{model_server.pod} · {model_server.node}"
+    answer_text = answer.find_element(By.CSS_SELECTOR, ".bubble").text
+    seen = browser.execute_script("return window.__seen")
+    assert len(seen) > 1, "the answer appeared at once instead of streaming in"
+    assert browser.find_element(By.ID, "send").is_displayed()  # the stop button is gone again
+
+    prompt.send_keys("What should I see?" + Keys.ENTER)
+    wait_answer_done(browser, 2)
+    browser.save_screenshot(str(tmp_path / "chat-desktop.png"))
+
+    browser.refresh()
+    bubbles = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message:not(.greeting) .bubble")]
+    assert bubbles[0] == "Hello, how are you today?\nI am going to Paris"
+    assert bubbles[1] == answer_text
+    assert bubbles[2] == "What should I see?"
+    assert len(bubbles) == 4
+    assert len(browser.find_elements(By.CSS_SELECTOR, ANSWER + " .badge")) == 2
+
+    browser.set_window_size(390, 844)  # a phone
+    browser.refresh()
+    assert browser.find_element(By.ID, "prompt").is_displayed()
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 390, "the page scrolls sideways on a phone"
+    browser.save_screenshot(str(tmp_path / "chat-phone.png"))
+
+
+def test_new_conversation_with_a_persona_starts_empty(browser, frontend):
+    browser.get(frontend.url)
+    browser.find_element(By.ID, "prompt").send_keys("remember me" + Keys.ENTER)
+    wait_answer_done(browser, 1)
+
+    persona = browser.find_element(By.ID, "persona-picker")
+    persona.find_element(By.CSS_SELECTOR, "option[value='Tavern keeper']").click()
+    WebDriverWait(browser, 5).until(lambda b: b.switch_to.alert)
+    browser.switch_to.alert.accept()  # "start a new conversation?" since this one has messages
+    WebDriverWait(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, ".message.user"))
+    picked = browser.find_element(By.CSS_SELECTOR, "#persona-picker option:checked")
+    assert picked.get_attribute("value") == "Tavern keeper"
+
+    browser.find_element(By.ID, "prompt").send_keys("who are you?" + Keys.ENTER)
+    wait_answer_done(browser, 1)
+    browser.refresh()
+    assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")] == [
+        "who are you?"
+    ]
+
+
+def test_stop_button_ends_the_answer_and_keeps_what_was_shown(browser, frontend):
+    browser.get(frontend.url)
+    prompt = browser.find_element(By.ID, "prompt")
+    # A tiny random model sometimes ends its answer early; ask until one is still streaming when stopped.
+    for attempt in range(1, 6):
+        prompt.send_keys(f"Tell me a long story, take {attempt}" + Keys.ENTER)
+        stop = browser.find_element(By.ID, "stop")
+        WebDriverWait(browser, 30).until(
+            lambda b: (
+                b.find_elements(By.CSS_SELECTOR, ANSWER + ":not(.pending) .bubble")
+                and b.find_elements(By.CSS_SELECTOR, ANSWER)[-1].find_element(By.CSS_SELECTOR, ".bubble").text
+                or b.find_elements(By.CSS_SELECTOR, ANSWER + ".done")
+            )
+        )
+        if stop.is_displayed():
+            stop.click()
+        wait_answer_done(browser, attempt)
+        if browser.find_elements(By.CSS_SELECTOR, ANSWER + ".stopped"):
+            break
+    stopped = browser.find_elements(By.CSS_SELECTOR, ANSWER)[-1]
+    assert "stopped" in stopped.get_attribute("class")
+    shown = stopped.find_element(By.CSS_SELECTOR, ".bubble").text
+    assert browser.find_element(By.ID, "send").is_displayed()
+
+    # What the user saw of the stopped answer is kept (the server saves it when the stream is cut).
+    WebDriverWait(browser, 10).until(
+        lambda b: b.refresh() or len(b.find_elements(By.CSS_SELECTOR, ANSWER)) == attempt
+    )
+    kept = browser.find_elements(By.CSS_SELECTOR, ANSWER + " .bubble")[-1].text
+    assert kept.startswith(shown[:20])
