@@ -21,7 +21,7 @@ write_module() {
     echo
     echo "require $requirement"
     if [ -n "$replaces" ]; then
-      printf '\nreplace (\n%s)\n' "$replaces"
+      printf '\nreplace (\n%s\n)\n' "$replaces"
     fi
   } >"$dir/go.mod"
 }

@@ -229,14 +229,13 @@ class ControlPlane:
             lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default") == 200,
         )
 
-    def stop(self, grace: float = 10) -> None:
-        """Stop every component (SIGTERM to the group, SIGKILL after `grace` seconds) and reap them."""
+    def stop(self) -> None:
+        """Kill every component and reap them; returns once they are gone."""
         if self._pgid is None:
             return
-        kill_group(self._pgid, list(self.pids.values()), grace)
+        kill_group(self._pgid, list(self.pids.values()))
         for proc in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
+            proc.wait()
         self._pgid = None
 
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -407,15 +406,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-def kill_group(pgid: int, pids: list[int], grace: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if any of `pids` still lives after `grace` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
+def kill_group(pgid: int, pids: list[int], timeout: float = 10) -> None:
+    """SIGKILL the process group and wait up to `timeout` seconds for `pids` to be gone.
+
+    No SIGTERM first: the state is thrown away anyway, and kube-apiserver's graceful shutdown (draining
+    watches, etcd waiting for it) takes over ten seconds."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # -- hack/control-plane up|down|status --------------------------------------------------------------------
@@ -458,10 +458,10 @@ def _down(state_dir: Path) -> int:
         print("control-plane: not running", file=sys.stderr)
         return 0
     pids = list(state["pids"].values())
-    kill_group(state["pgid"], pids, grace=10)
+    kill_group(state["pgid"], pids)
     left = [pid for pid in pids if alive(pid)]
     if left:
-        print(f"control-plane: processes {left} survived SIGKILL", file=sys.stderr)
+        print(f"control-plane: processes {left} outlived SIGKILL", file=sys.stderr)
         return 1
     (state_dir / "state.json").unlink()
     print("control-plane: stopped", file=sys.stderr)

@@ -75,4 +75,4 @@ def test_killing_the_process_that_started_a_control_plane_kills_every_component(
             starter.wait()
         starter.stdout.close()
         if started:  # the assertion failed: do not leave the survivors to the next tests
-            kill_group(started["pgid"], list(started["pids"].values()), grace=0)
+            kill_group(started["pgid"], list(started["pids"].values()))
