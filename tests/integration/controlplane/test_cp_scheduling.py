@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -96,3 +97,7 @@ def test_fault_annotation_makes_kwok_report_a_failing_container(
         control_plane.kubectl("get", "-n", namespace, "deployment/faulty", "-o", "json").stdout
     )
     assert deployment["status"].get("availableReplicas", 0) == 0
+    # The status settles: kwok does not keep rewriting it (which would load the apiserver for good).
+    time.sleep(2)
+    settled = only_pod(control_plane, namespace, "faulty")
+    assert settled["metadata"]["resourceVersion"] == pod["metadata"]["resourceVersion"]
