@@ -421,19 +421,28 @@ def kill_group(pgid: int, pids: list[int], timeout: float = 10) -> None:
 # -- hack/control-plane up|down|status --------------------------------------------------------------------
 
 
-def _load_state(state_dir: Path) -> dict[str, Any] | None:
+def _load_state(state_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((state_dir / "state.json").read_text())
     except (OSError, ValueError):
-        return None
+        return {"pids": {}}
 
 
-def _running(state: dict[str, Any] | None) -> bool:
-    return state is not None and any(alive(pid) for pid in state["pids"].values())
+def _live_components(state_dir: Path, state: dict[str, Any]) -> dict[str, int]:
+    """The recorded components still running. A pid from state.json counts only while its command line
+    names this state directory: after a reboot the same number may belong to someone else's process."""
+
+    def ours(pid: int) -> bool:
+        try:
+            return str(state_dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+
+    return {name: pid for name, pid in state["pids"].items() if alive(pid) and ours(pid)}
 
 
 def _up(state_dir: Path, bin_dir: Path) -> int:
-    if _running(_load_state(state_dir)):
+    if _live_components(state_dir, _load_state(state_dir)):
         print(f"control-plane: already running; state in {state_dir}", file=sys.stderr)
         return 0
     start = time.monotonic()
@@ -454,12 +463,13 @@ def _up(state_dir: Path, bin_dir: Path) -> int:
 
 def _down(state_dir: Path) -> int:
     state = _load_state(state_dir)
-    if not _running(state):
+    live = _live_components(state_dir, state)
+    if not live:
         print("control-plane: not running", file=sys.stderr)
         return 0
-    pids = list(state["pids"].values())
-    kill_group(state["pgid"], pids)
-    left = [pid for pid in pids if alive(pid)]
+    # While any member lives the group id cannot be reused, so the group is still exactly ours.
+    kill_group(state["pgid"], list(live.values()))
+    left = [pid for pid in live.values() if alive(pid)]
     if left:
         print(f"control-plane: processes {left} outlived SIGKILL", file=sys.stderr)
         return 1
@@ -470,14 +480,14 @@ def _down(state_dir: Path) -> int:
 
 def _status(state_dir: Path) -> int:
     state = _load_state(state_dir)
-    if not _running(state):
+    live = _live_components(state_dir, state)
+    if not live:
         print("control-plane: not running")
         return 1
-    running = {name: pid for name, pid in state["pids"].items() if alive(pid)}
     print(f"control-plane: running at {state['server']}, kubeconfig {state['kubeconfig']}")
     for name, pid in state["pids"].items():
-        print(f"  {name:<24} pid {pid:<8} {'up' if name in running else 'DEAD'}")
-    return 0 if len(running) == len(state["pids"]) else 1
+        print(f"  {name:<24} pid {pid:<8} {'up' if name in live else 'DEAD'}")
+    return 0 if len(live) == len(state["pids"]) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
