@@ -46,8 +46,7 @@ class Turn:
         self.conversation = conversation
         self._store = services.store
         self._text = text
-        keep = services.settings["MAX_HISTORY_TURNS"] * 2
-        history = self._store.messages(conversation.id)[-keep:] if keep else []
+        history = self._store.messages(conversation.id, last=services.settings["MAX_HISTORY_TURNS"] * 2)
         prompt = [{"role": m.role, "content": m.content} for m in history] + [
             {"role": "user", "content": text}
         ]

@@ -63,14 +63,17 @@ class ChatStream:
         self._response = response
 
     def __iter__(self) -> Iterator[Delta | Origin]:
-        origin_sent = False
+        origin_sent = done = False
         try:
             for line in self._response.iter_lines():
-                if not line.startswith("data:"):
+                # After [DONE], read on to the end of the body: only a fully read response lets its
+                # connection go back to the pool (a fresh connection per turn costs more than the rest).
+                if done or not line.startswith("data:"):
                     continue
                 payload = line[5:].strip()
                 if payload == "[DONE]":
-                    return
+                    done = True
+                    continue
                 chunk = json.loads(payload)
                 if "error" in chunk:
                     error = chunk["error"]

@@ -59,7 +59,8 @@ class Store(Protocol):
     def add_messages(self, conversation_id: str, messages: list[Message]) -> None:
         """Append messages in order, atomically (a turn's question and answer land together)."""
 
-    def messages(self, conversation_id: str) -> list[Message]: ...
+    def messages(self, conversation_id: str, last: int | None = None) -> list[Message]:
+        """The conversation's messages in order; only the `last` ones when given (what a prompt keeps)."""
 
     def delete_conversation(self, conversation_id: str) -> bool:
         """End a conversation and forget its messages; False if there was none."""

@@ -51,11 +51,11 @@ class RedisStore:
                 self._messages_key(conversation_id), *(json.dumps(m.to_dict()) for m in messages)
             )
 
-    def messages(self, conversation_id: str) -> list[Message]:
-        return [
-            Message(**json.loads(raw))
-            for raw in self._redis.lrange(self._messages_key(conversation_id), 0, -1)
-        ]
+    def messages(self, conversation_id: str, last: int | None = None) -> list[Message]:
+        if last == 0:
+            return []
+        raw_messages = self._redis.lrange(self._messages_key(conversation_id), -last if last else 0, -1)
+        return [Message(**json.loads(raw)) for raw in raw_messages]
 
     def delete_conversation(self, conversation_id: str) -> bool:
         deleted = self._redis.delete(

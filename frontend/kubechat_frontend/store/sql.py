@@ -72,13 +72,13 @@ class SqlStore:
                 conn.execute(sql, (conversation_id, m.role, m.content, m.pod, m.node, m.model, m.created))
             conn.commit()
 
-    def messages(self, conversation_id: str) -> list[Message]:
-        rows = self._run(
-            "SELECT role, content, pod, node, model, created FROM messages"
-            " WHERE conversation_id = ? ORDER BY id",
-            conversation_id, fetch="all",
-        )  # fmt: skip
-        return [Message(*row) for row in rows]
+    def messages(self, conversation_id: str, last: int | None = None) -> list[Message]:
+        columns = "id, role, content, pod, node, model, created"
+        query = f"SELECT {columns} FROM messages WHERE conversation_id = ? ORDER BY id DESC"
+        if last is not None:
+            query += f" LIMIT {int(last)}"
+        rows = self._run(query, conversation_id, fetch="all")
+        return [Message(*row[1:]) for row in reversed(rows)]
 
     def delete_conversation(self, conversation_id: str) -> bool:
         with self._pool.connection() as conn:

@@ -64,3 +64,12 @@ def test_rate_counts_are_exact_under_concurrency_across_replicas(open_two):
 
 def test_ping_succeeds_on_a_live_database(open_two):
     open_two[0].ping()
+
+
+def test_the_last_messages_can_be_read_alone_in_order(open_two):
+    first, _ = open_two
+    first.create_conversation(Conversation("long", owner="page", model="m"))
+    first.add_messages("long", [Message("user", str(i)) for i in range(7)])
+    assert [m.content for m in first.messages("long", last=3)] == ["4", "5", "6"]
+    assert first.messages("long", last=0) == []
+    assert len(first.messages("long", last=50)) == 7
