@@ -141,17 +141,15 @@ class ControlPlane:
         self.pki = self.state_dir / "pki"
         self.logs = self.state_dir / "logs"
         self.kubeconfig = self.state_dir / "kubeconfig"
-        etcd, etcd_peer, apiserver, controller_manager, scheduler = _free_ports(5)
-        self.ports = {
-            "etcd": etcd,
-            "etcd-peer": etcd_peer,
-            "kube-apiserver": apiserver,
-            "kube-controller-manager": controller_manager,
-            "kube-scheduler": scheduler,
-        }
-        self.server = f"https://127.0.0.1:{apiserver}"
+        self._pick_ports()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._pgid: int | None = None
+
+    def _pick_ports(self) -> None:
+        """Free loopback ports for every listener, and the server URL that follows from them."""
+        names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        self.ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        self.server = f"https://127.0.0.1:{self.ports['kube-apiserver']}"
 
     # -- what tests use -------------------------------------------------------------------------------------
 
@@ -202,11 +200,20 @@ class ControlPlane:
         controller manager has created the default namespace's service account. Raises ControlPlaneError
         (after stopping what it started) if that takes longer than `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        try:
-            self._start(deadline)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in (1, 2):
+            try:
+                self._start(deadline)
+                return
+            except ControlPlaneError as error:
+                self.stop()
+                # Another process can bind a port between _free_ports and the component: pick anew, once.
+                if attempt == 2 or "address already in use" not in str(error):
+                    raise
+                self.processes.clear()
+                self._pick_ports()
+            except BaseException:
+                self.stop()
+                raise
 
     def _start(self, deadline: float) -> None:
         if self.state_dir.exists():

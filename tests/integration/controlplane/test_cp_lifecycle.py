@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,3 +77,17 @@ def test_killing_the_process_that_started_a_control_plane_kills_every_component(
         starter.stdout.close()
         if started:  # the assertion failed: do not leave the survivors to the next tests
             kill_group(started["pgid"], list(started["pids"].values()))
+
+
+def test_a_port_taken_before_the_apiserver_binds_it_is_picked_again(control_plane, tmp_path):
+    private = ControlPlane(tmp_path / "private", control_plane.bin_dir)
+    taken = private.ports["kube-apiserver"]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            private.start()
+            assert private.ports["kube-apiserver"] != taken
+            assert private.kubectl("get", "--raw", "/readyz").stdout == "ok"
+        finally:
+            private.stop()
