@@ -84,17 +84,20 @@ class Kube:
         content_type: str = "application/json",
     ) -> Manifest:
         """One request; the decoded JSON answer. Raises kubernetes' ApiException on HTTP errors."""
-        response = self._api.call_api(
-            path,
+        method, url, headers, payload, _ = self._api.param_serialize(
             method,
+            path,
             query_params=query or [],
             header_params={"Accept": "application/json", "Content-Type": content_type},
             body=body,
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
         )
-        data = response.data
+        response = self._api.call_api(method, url, header_params=headers, body=payload)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(
+                status=response.status, reason=response.reason, body=data.decode(errors="replace")
+            )
         return json.loads(data) if data else {}
 
     def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
