@@ -7,7 +7,7 @@ builds that image) or the container's `command`, its `args`, and its env resolve
 
 Only what cannot be the same on one host is translated, and nothing else:
 - volume mount paths → local directories (in env values and arguments),
-- container ports → free local ports (also in env values named *PORT that hold the container port),
+- container ports → free local ports (in env values named *PORT and `--*port=N` arguments that name one),
 - `http://<service>.<namespace>.svc:<port>` URLs → the local address of the process serving that Service,
 - the downward API (pod name, node name, pod IP) → a local pod name, `localhost`, 127.0.0.1,
 - the pod's ServiceAccount → a kubeconfig carrying a token of that ServiceAccount (so RBAC is the pod's).
@@ -36,6 +36,7 @@ SERVICE_URL = re.compile(
     r"http://(?P<service>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc(?:\.cluster\.local)?:(?P<port>\d+)"
 )
 VAR_REF = re.compile(r"\$\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)")
+PORT_FLAG = re.compile(r"^(?P<flag>--[\w-]*port=)(?P<port>\d+)$")
 
 Manifest = dict[str, Any]
 
@@ -228,17 +229,30 @@ def translate(
     container_ports = {p["containerPort"] for p in spec.get("ports", [])}
     urls = dict(service_urls or {})
 
-    def local_value(name: str, value: str) -> str:
-        value = _map_paths(value, mounts)
-        if name.endswith("PORT") and value.isdigit() and int(value) in container_ports:
-            value = str(ports[int(value)])
+    def local_urls(value: str) -> str:
         return SERVICE_URL.sub(
             lambda m: urls.get((m["service"], m["namespace"], int(m["port"])), m.group(0)), value
         )
 
+    def local_value(name: str, value: str) -> str:
+        value = _map_paths(value, mounts)
+        if name.endswith("PORT") and value.isdigit() and int(value) in container_ports:
+            value = str(ports[int(value)])
+        return local_urls(value)
+
     env = {name: local_value(name, value) for name, value in env.items()}
-    argv = spec.get("command") or image_entrypoint(spec["image"])
-    argv = [_map_paths(_expand(a, env), mounts) for a in [*argv, *spec.get("args", [])]]
+
+    def local_arg(arg: str) -> str:
+        arg = local_urls(_map_paths(_expand(arg, env), mounts))
+        flag = PORT_FLAG.match(arg)
+        if flag and int(flag["port"]) in container_ports:
+            arg = f"{flag['flag']}{ports[int(flag['port'])]}"
+        return arg
+
+    argv = [
+        local_arg(a)
+        for a in [*(spec.get("command") or image_entrypoint(spec["image"])), *spec.get("args", [])]
+    ]
     process_env = {**(base_env or {}), **env}
     return LocalContainer(
         name=spec["name"],
