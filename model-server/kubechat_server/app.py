@@ -45,10 +45,16 @@ class ServingMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        length = dict(scope.get("headers", [])).get(b"content-length", b"")
+        too_large = APIError(413, f"the request body is over {self.max_body} bytes", "request_too_large")
         if length.isdigit() and int(length) > self.max_body:
-            error = APIError(413, f"the request body is over {self.max_body} bytes", "request_too_large")
-            return await error_response(error)(scope, receive, send)
+            return await error_response(too_large)(scope, receive, send)
+        if not length.isdigit():
+            # A chunked body says nothing of its size up front: read it up to the limit, then replay it.
+            bounded = await self._bounded_body(receive)
+            if bounded is None:
+                return await error_response(too_large)(scope, receive, send)
+            receive = bounded
         started = time.monotonic()
         status = {"code": 500}
 
@@ -64,6 +70,23 @@ class ServingMiddleware:
             endpoint = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
             self.metrics.latency.labels(endpoint=endpoint).observe(time.monotonic() - started)
+
+    async def _bounded_body(self, receive):
+        """A `receive` that replays the whole body, or None when it is over `max_body` bytes."""
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.max_body:
+                return None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        return replay
 
 
 def create_app(config: ServerConfig | None = None, **overrides) -> FastAPI:

@@ -165,6 +165,11 @@ class ModelService:
         self, messages: list[Message], persona: Persona | None = None, max_new_tokens: int | None = None
     ) -> BuiltPrompt:
         budget = self.input_budget(max_new_tokens or self.defaults.max_new_tokens)
+        if persona is not None:
+            # A request's persona lands in the system prompt: it may carry no control tags either.
+            self.prompt_format.check_safe(
+                [Message("system", persona.character), Message("system", persona.world)]
+            )
         return self.prompt_format.build(messages, self.settings(persona), budget)
 
     def text_prompt(self, text: str, max_new_tokens: int | None = None) -> list[int]:

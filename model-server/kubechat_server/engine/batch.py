@@ -1,9 +1,12 @@
-"""Generating one batch: a token-by-token loop with a KV cache, each row with its own parameters.
+"""Generating a batch token by token with a KV cache, each row with its own parameters.
 
 Rows are left-padded (causal) or right-padded (encoder input of seq2seq) and masked, so a row's greedy answer
-does not depend on what else is in the batch. A row leaves the batch as soon as it is done (EOS, a stop
-string, its token limit, cancellation or its deadline): its cache entries are dropped, so the rest go
-on faster.
+does not depend on what else is in the batch. A row leaves as soon as it is done (EOS, a stop string, its
+token limit, cancellation or its deadline) and its cache entries are dropped.
+
+Causal models batch continuously: requests that arrive while a batch runs are prefilled on their own and
+then merged into the running batch (caches and masks left-padded to a common length), so nobody waits for
+the longest answer of the batch before them. Seq2seq batches are dynamic only: they run to completion.
 """
 
 from __future__ import annotations
@@ -26,16 +29,19 @@ class Row:
         self.tokens: list[int] = []
         self.text = ""
         self.shown = 0
-        self.finished: Finished | None = None
+
+    def show(self, end: int) -> None:
+        if end > self.shown:
+            self.request.emit(TextDelta(self.text[self.shown : end]))
+            self.shown = end
 
     def finish(self, reason: str, text: str | None = None) -> None:
         final = self.text[: self.shown] if text is None else text
-        self.finished = Finished(reason, final, len(self.request.prompt_ids), len(self.tokens))
-        self.request.emit(self.finished)
+        self.request.emit(Finished(reason, final, len(self.request.prompt_ids), len(self.tokens)))
 
 
-class BatchRun:
-    """Runs a list of requests to completion on ``loaded``; ``on_token`` is told about every first token."""
+class Batch:
+    """The rows being generated together and their model state; ``step()`` advances all rows by one token."""
 
     def __init__(
         self,
@@ -45,27 +51,36 @@ class BatchRun:
         on_first_token: Callable[[GenerationRequest], None] = lambda request: None,
     ):
         self.loaded = loaded
+        self.generator = generator
+        self.on_first_token = on_first_token
         self.rows = [Row(r) for r in requests]
         self.sampler = RowSampler([r.params for r in requests], generator)
-        self.on_first_token = on_first_token
+        self.logits = self._prefill([r.prompt_ids for r in requests])
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def can_admit(self) -> bool:
+        """Whether new requests may join this running batch."""
+        return False
+
+    def admit(self, requests: Sequence[GenerationRequest]) -> None:
+        raise NotImplementedError
 
     @torch.inference_mode()
-    def run(self) -> int:
-        """Generate until every row is done; returns the number of tokens generated."""
-        step = self._seq2seq_steps() if self.loaded.seq2seq else self._causal_steps()
-        logits = next(step)
-        generated = 0
-        active = list(range(len(self.rows)))
-        while True:
-            tokens = self.sampler.next_tokens(logits).tolist()
-            keep = [i for i, token in enumerate(tokens) if self._advance(self.rows[active[i]], token)]
-            generated += len(tokens)
-            if not keep:
-                return generated
-            if len(keep) < len(active):
-                self.sampler.select(keep)
-                active = [active[i] for i in keep]
-            logits = step.send((keep, [tokens[i] for i in keep]))
+    def step(self) -> int:
+        """Pick every row's next token, emit text, drop finished rows, run the model once; tokens made."""
+        tokens = self.sampler.next_tokens(self.logits).tolist()
+        keep = [i for i, token in enumerate(tokens) if self._advance(self.rows[i], token)]
+        if len(keep) < len(self.rows):
+            self.rows = [self.rows[i] for i in keep]
+            self.sampler.select(keep)
+            if keep:
+                self._select(torch.tensor(keep, device=self.loaded.device))
+        if keep:
+            self.logits = self._forward([tokens[i] for i in keep])
+        return len(tokens)
 
     def _advance(self, row: Row, token: int) -> bool:
         """Add ``token`` to ``row``; emit what may be shown; return whether the row goes on."""
@@ -79,95 +94,147 @@ class BatchRun:
             row.finish("timeout")
             return False
         if token in self.loaded.eos_token_ids:
+            row.show(len(row.text))
             row.finish("stop", row.text)
             return False
         row.tokens.append(token)
-        text = self.loaded.tokenizer.decode(row.tokens, skip_special_tokens=True)
         scanned = len(row.text)
-        row.text = text
-        end, stopped = scan_stop(text, request.params.stop, start=scanned)
-        if not stopped:
-            # A trailing U+FFFD is half of a multi-byte character: wait for the rest.
-            while end > row.shown and text[end - 1] == "\ufffd":
-                end -= 1
-        if end > row.shown:
-            request.emit(TextDelta(text[row.shown : end]))
-            row.shown = end
+        row.text = self.loaded.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        end, stopped = scan_stop(row.text, request.params.stop, start=scanned)
         if stopped:
-            row.finish("stop", text[:end])
+            row.show(end)
+            row.finish("stop", row.text[:end])
             return False
         if len(row.tokens) >= request.params.max_new_tokens:
-            if len(text) > row.shown:
-                request.emit(TextDelta(text[row.shown :]))
-                row.shown = len(text)
-            row.finish("length", text)
+            row.show(len(row.text))
+            row.finish("length", row.text)
             return False
+        # A trailing U+FFFD is half of a multi-byte character: wait for the rest.
+        while end > row.shown and row.text[end - 1] == "\ufffd":
+            end -= 1
+        row.show(end)
         return True
 
-    def _causal_steps(self):
-        """A coroutine: yields next-token logits; is sent (rows kept, their tokens) for the next step."""
+    def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _forward(self, tokens: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _select(self, index: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
+class CausalBatch(Batch):
+    """Decoder-only models; new requests can join while the batch runs."""
+
+    @torch.inference_mode()
+    def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
         from transformers import DynamicCache
 
-        device = self.loaded.device
-        prompts = [r.request.prompt_ids for r in self.rows]
+        device, pad = self.loaded.device, self.loaded.pad_token_id
         width = max(len(p) for p in prompts)
-        pad = self.loaded.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.loaded.model.config)
+        self.mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        self.cache = DynamicCache(config=self.loaded.model.config)
         out = self.loaded.model(
             input_ids=input_ids,
-            attention_mask=mask,
+            attention_mask=self.mask,
             position_ids=positions,
-            past_key_values=cache,
+            past_key_values=self.cache,
             use_cache=True,
             logits_to_keep=1,
         )
-        next_position = positions[:, -1] + 1
-        while True:
-            keep, tokens = yield out.logits[:, -1, :]
-            if len(keep) < mask.shape[0]:
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, next_position = mask[index], next_position[index]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-            out = self.loaded.model(
-                input_ids=torch.tensor(tokens, device=device)[:, None],
-                attention_mask=mask,
-                position_ids=next_position[:, None],
-                past_key_values=cache,
-                use_cache=True,
-            )
-            next_position = next_position + 1
+        self.next_position = positions[:, -1] + 1
+        return out.logits[:, -1, :]
 
-    def _seq2seq_steps(self):
-        """Like ``_causal_steps`` for encoder-decoder models: encode once, then decode token by token."""
+    def _forward(self, tokens: list[int]) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=-1)
+        out = self.loaded.model(
+            input_ids=torch.tensor(tokens, device=self.loaded.device)[:, None],
+            attention_mask=self.mask,
+            position_ids=self.next_position[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.next_position = self.next_position + 1
+        return out.logits[:, -1, :]
+
+    def _select(self, index: torch.Tensor) -> None:
+        self.cache.batch_select_indices(index)
+        self.mask, self.next_position = self.mask[index], self.next_position[index]
+
+    def can_admit(self) -> bool:
+        from transformers.cache_utils import DynamicLayer
+
+        # Merging needs plain growing caches; sliding-window or quantized layers keep dynamic batching.
+        return all(type(layer) is DynamicLayer for layer in self.cache.layers)
+
+    @torch.inference_mode()
+    def admit(self, requests: Sequence[GenerationRequest]) -> None:
+        """Prefill ``requests`` on their own, then merge them into this batch (left-padding the shorter)."""
+        newcomers = CausalBatch(self.loaded, requests, self.generator, self.on_first_token)
+        width = max(self.mask.shape[1], newcomers.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, newcomers.cache.layers, strict=True):
+            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
+            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+        self.mask = torch.cat([_left_pad(self.mask, width), _left_pad(newcomers.mask, width)])
+        self.next_position = torch.cat([self.next_position, newcomers.next_position])
+        self.logits = torch.cat([self.logits, newcomers.logits])
+        self.rows += newcomers.rows
+        self.sampler.extend(newcomers.sampler)
+
+
+def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad the sequence axis (last for masks, third for cache tensors) on the left up to ``width``."""
+    axis = 1 if tensor.dim() == 2 else 2
+    missing = width - tensor.shape[axis]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=axis)
+
+
+class Seq2SeqBatch(Batch):
+    """Encoder-decoder models: encode once, then decode token by token; runs to completion."""
+
+    @torch.inference_mode()
+    def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
         from transformers import DynamicCache, EncoderDecoderCache
 
-        device = self.loaded.device
-        model = self.loaded.model
-        prompts = [r.request.prompt_ids for r in self.rows]
+        device, pad, model = self.loaded.device, self.loaded.pad_token_id, self.loaded.model
         width = max(len(p) for p in prompts)
-        pad = self.loaded.pad_token_id
         input_ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompts], device=device)
-        mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts], device=device)
-        encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask)
-        cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+        self.mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts], device=device)
+        self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=self.mask)
+        self.cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
         start = self.loaded.decoder_start_token_id
-        decoder_ids = torch.full((len(prompts), 1), start if start is not None else pad, device=device)
-        while True:
-            out = model(
-                encoder_outputs=encoded,
-                attention_mask=mask,
-                decoder_input_ids=decoder_ids,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            keep, tokens = yield out.logits[:, -1, :]
-            if len(keep) < mask.shape[0]:
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask = mask[index]
-                encoded.last_hidden_state = encoded.last_hidden_state[index]
-            decoder_ids = torch.tensor(tokens, device=device)[:, None]
+        return self._forward([start if start is not None else pad] * len(prompts))
+
+    def _forward(self, tokens: list[int]) -> torch.Tensor:
+        out = self.loaded.model(
+            encoder_outputs=self.encoded,
+            attention_mask=self.mask,
+            decoder_input_ids=torch.tensor(tokens, device=self.loaded.device)[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1, :]
+
+    def _select(self, index: torch.Tensor) -> None:
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask[index]
+        self.encoded.last_hidden_state = self.encoded.last_hidden_state[index]
+
+
+def start_batch(
+    loaded: LoadedModel,
+    requests: Sequence[GenerationRequest],
+    generator: torch.Generator,
+    on_first_token: Callable[[GenerationRequest], None],
+) -> Batch:
+    """A running batch of the right kind for the model."""
+    kind = Seq2SeqBatch if loaded.seq2seq else CausalBatch
+    return kind(loaded, requests, generator, on_first_token)

@@ -1,8 +1,9 @@
 """The engine: one model instance, a bounded queue, and a worker thread that batches what waits.
 
-Dynamic batching: the worker takes the first waiting request, waits up to ``max_queue_delay_ms`` for more
-(until ``max_batch_size``), and generates them together (see ``batch.py``). Requests that arrive meanwhile
-form the next batch. The HTTP side never blocks: it submits and awaits events on its own loop.
+The worker takes the first waiting request, waits up to ``max_queue_delay_ms`` for more (until
+``max_batch_size``) and starts a batch (see ``batch.py``). For causal models, requests that arrive while it
+runs join it between two tokens (continuous batching); for seq2seq models they form the next batch (dynamic
+batching). The HTTP side never blocks: it submits and awaits events on its own loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import torch
 
-from kubechat_server.engine.batch import BatchRun
+from kubechat_server.engine.batch import Batch, start_batch
 from kubechat_server.engine.loader import LoadedModel
 from kubechat_server.engine.requests import Finished, GenerationRequest
 from kubechat_server.engine.sampling import SamplingParams
@@ -111,46 +112,77 @@ class Engine:
             self._cond.notify_all()
         self._thread.join(timeout=30)
 
-    def _take_batch(self) -> list[GenerationRequest] | None:
+    def _take(self, limit: int, wait: bool) -> list[GenerationRequest] | None:
+        """Up to ``limit`` waiting requests. With ``wait``, block for the first and give others
+        ``max_queue_delay_ms`` (from the oldest's arrival) to join; returns None when the engine stops."""
         with self._cond:
-            while not self._queue and not self._stopped:
-                self._cond.wait()
-            if not self._queue:
-                return None
-            # Give concurrent requests a moment to join, measured from when the oldest one arrived.
-            until = self._queue[0].submitted + self.max_delay
-            while len(self._queue) < self.max_batch_size and not self._stopped:
-                left = until - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))]
-            self._running = len(batch)
+            if wait:
+                while not self._queue and not self._stopped:
+                    self._cond.wait()
+                if not self._queue:
+                    return None
+                until = self._queue[0].submitted + self.max_delay
+                while len(self._queue) < limit and not self._stopped:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            taken = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+            self._running += len(taken)
             self.metrics.queue_depth.set(len(self._queue))
-            return batch
+        live = []
+        for request in taken:
+            if request.cancelled.is_set():
+                request.emit(Finished("cancelled", "", len(request.prompt_ids), 0))
+            else:
+                live.append(request)
+        return live
+
+    def _joining(self, batch: Batch) -> list[GenerationRequest]:
+        """Requests that may join ``batch`` now: once the oldest waited ``max_queue_delay_ms`` or enough wait
+        to fill the batch, so that arrivals join in groups (each join costs a prefill and a cache merge)."""
+        free = self.max_batch_size - batch.size
+        if free <= 0 or not self._queue or not batch.can_admit():
+            return []
+        oldest = self._queue[0].submitted
+        if len(self._queue) < free and time.monotonic() - oldest < self.max_delay:
+            return []
+        return self._take(free, wait=False) or []
 
     def _work(self) -> None:
+        batch: Batch | None = None
         while True:
-            batch = self._take_batch()
-            if batch is None:
-                return
-            live = [r for r in batch if not r.cancelled.is_set()]
-            for request in batch:
-                if request.cancelled.is_set():
-                    request.emit(Finished("cancelled", "", len(request.prompt_ids), 0))
+            requests: list[GenerationRequest] = []
             try:
-                if live:
-                    self.metrics.batch_size.observe(len(live))
-                    run = BatchRun(self.loaded, live, self.generator, self._first_token)
-                    self.metrics.generated_tokens.inc(run.run())
+                if batch is None:
+                    requests = self._take(self.max_batch_size, wait=True)
+                    if requests is None:
+                        return
+                    if requests:
+                        batch = start_batch(self.loaded, requests, self.generator, self._first_token)
+                        self.metrics.batch_size.observe(batch.size)
+                else:
+                    requests = self._joining(batch)
+                    if requests:
+                        batch.admit(requests)
+                        self.metrics.batch_size.observe(batch.size)
+                if batch is not None:
+                    self.metrics.generated_tokens.inc(batch.step())
+                    if batch.size == 0:
+                        batch = None
             except Exception as exc:  # a model failure must fail these requests, not the server
-                log.exception("generation failed for a batch of %d", len(live))
-                for request in live:
+                log.exception("generation failed")
+                failed = {id(r): r for r in requests or []}
+                failed.update({id(row.request): row.request for row in batch.rows} if batch else {})
+                for request in failed.values():
                     request.emit(Finished("error", "", len(request.prompt_ids), 0, error=str(exc)))
-            finally:
-                with self._cond:
-                    self._running = 0
-                    self._cond.notify_all()
+                batch = None
+            self._set_running(batch.size if batch is not None else 0)
+
+    def _set_running(self, running: int) -> None:
+        with self._cond:
+            self._running = running
+            self._cond.notify_all()
 
     def _first_token(self, request: GenerationRequest) -> None:
         self.metrics.ttft.observe(time.monotonic() - request.submitted)

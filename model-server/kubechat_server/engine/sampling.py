@@ -44,6 +44,11 @@ class RowSampler:
         self.params = [self.params[i] for i in keep]
         self.generators = [self.generators[i] for i in keep]
 
+    def extend(self, other: RowSampler) -> None:
+        """Append ``other``'s rows (requests that joined a running batch)."""
+        self.params += other.params
+        self.generators += other.generators
+
     def next_tokens(self, logits: torch.Tensor) -> torch.Tensor:
         """One token id per row from ``logits`` of shape ``[rows, vocab]``."""
         tokens = logits.argmax(dim=-1)
