@@ -196,9 +196,10 @@ class ControlPlane:
     # -- start / stop ---------------------------------------------------------------------------------------
 
     def start(self, timeout: float = 90) -> None:
-        """Start every component and return once the apiserver is ready, the kwok nodes are Ready and the
-        controller manager has created the default namespace's service account. Raises ControlPlaneError
-        (after stopping what it started) if that takes longer than `timeout` seconds."""
+        """Start every component and return once the apiserver is ready, the kwok nodes are Ready, the
+        scheduler is healthy and the controller manager has created the default namespace's service
+        account. Raises ControlPlaneError (after stopping what it started) if that takes longer than
+        `timeout` seconds."""
         deadline = time.monotonic() + timeout
         for attempt in (1, 2):
             try:
@@ -230,6 +231,7 @@ class ControlPlane:
         self._spawn("kwok", self._kwok_args())
         self.kubectl("apply", "-f", str(NODES_YAML))
         self._wait("kwok", deadline, self._nodes_ready)
+        self._wait("kube-scheduler", deadline, self._scheduler_healthy)
         self._wait(
             "kube-controller-manager",
             deadline,
@@ -295,6 +297,18 @@ class ControlPlane:
             return error.code
         except OSError:
             return None
+
+    def _scheduler_healthy(self) -> bool:
+        # It serves /healthz with a self-signed certificate of its own making: nothing to verify it against.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        url = f"https://127.0.0.1:{self.ports['kube-scheduler']}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
 
     def _nodes_ready(self) -> bool:
         result = self.kubectl(
