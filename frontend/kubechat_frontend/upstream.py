@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from kubechat_frontend.errors import ApiError
+from kubechat_frontend.http_pool import ConnectionPool, TransportError, UpstreamResponse
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def unavailable(model: str, detail: str) -> ApiError:
     )
 
 
-def upstream_error(model: str, response: httpx.Response) -> ApiError:
+def upstream_error(model: str, response: UpstreamResponse) -> ApiError:
     """The model server's error as the frontend's own, keeping its status and `Retry-After`."""
     try:
         detail = response.json()["error"]
@@ -58,7 +57,7 @@ class ChatStream:
     Iterate it for `Origin` (once, first) and `Delta` events; always `close()` it.
     """
 
-    def __init__(self, model: str, response: httpx.Response) -> None:
+    def __init__(self, model: str, response: UpstreamResponse) -> None:
         self._model = model
         self._response = response
 
@@ -90,7 +89,7 @@ class ChatStream:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield Delta(text)
-        except httpx.HTTPError as error:
+        except TransportError as error:
             raise unavailable(self._model, f"stream broke: {type(error).__name__}") from error
 
     def close(self) -> None:
@@ -98,15 +97,12 @@ class ChatStream:
 
 
 class ModelClient:
-    """Talks to the ChatFrontend's model servers by name; one pooled, thread-safe HTTP client for all."""
+    """Talks to the ChatFrontend's model servers by name, over pooled keep-alive connections."""
 
     def __init__(self, models: list[dict[str, Any]], timeout_s: float) -> None:
         self._models = {m["name"]: m for m in models}
         self.default = next((m["name"] for m in models if m["default"]), "")
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        )
+        self._pools = {m["name"]: ConnectionPool(m["url"], 5.0, timeout_s) for m in models}
 
     @property
     def names(self) -> list[str]:
@@ -122,24 +118,19 @@ class ModelClient:
 
     def open(
         self, model: str, body: dict[str, Any] | bytes, *, path: str = "/v1/chat/completions"
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """POST to the model's server and return the streaming response once its status is known to be 2xx."""
-        url = self._models[model]["url"] + path
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = self._http.build_request(
-            "POST", url, content=content, headers={"Content-Type": "application/json"}
-        )
         try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as error:
+            response = self._pools[model].request("POST", path, content)
+            if response.status_code >= 400:
+                try:
+                    response.read()
+                finally:
+                    response.close()
+        except TransportError as error:
             raise unavailable(model, type(error).__name__) from error
         if response.status_code >= 400:
-            try:
-                response.read()
-            except httpx.HTTPError as error:
-                raise unavailable(model, type(error).__name__) from error
-            finally:
-                response.close()
             raise upstream_error(model, response)
         return response
 
@@ -156,10 +147,11 @@ class ModelClient:
     def ready(self, model: str) -> tuple[bool, str]:
         """Whether the model's server passes its own readiness check, and why not."""
         try:
-            response = self._http.get(self._models[model]["url"] + "/readyz", timeout=2.0)
-        except httpx.HTTPError as error:
+            status = self._pools[model].get("/readyz", timeout=2.0)
+        except TransportError as error:
             return False, type(error).__name__
-        return response.status_code == 200, f"readyz answered {response.status_code}"
+        return status == 200, f"readyz answered {status}"
 
     def close(self) -> None:
-        self._http.close()
+        for pool in self._pools.values():
+            pool.close()

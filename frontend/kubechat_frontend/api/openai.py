@@ -6,11 +6,11 @@ import json
 import time
 from collections.abc import Iterator
 
-import httpx
 from flask import Blueprint, Response, jsonify
 
 from kubechat_frontend.api import authenticate, json_body
 from kubechat_frontend.errors import ApiError
+from kubechat_frontend.http_pool import TransportError
 from kubechat_frontend.logs import log_fields
 from kubechat_frontend.services import services
 
@@ -31,7 +31,7 @@ def chat_completions() -> Response:
     if not body.get("stream"):
         try:
             content = upstream.read()
-        except httpx.HTTPError as error:
+        except TransportError as error:
             message = f"The model server broke off its answer ({type(error).__name__})."
             raise ApiError(502, message, "model_error") from error
         finally:
@@ -41,7 +41,7 @@ def chat_completions() -> Response:
     def relay() -> Iterator[bytes]:
         try:
             yield from upstream.iter_raw()
-        except httpx.HTTPError as error:
+        except TransportError as error:
             log_entry["stream_error"] = type(error).__name__
         finally:
             upstream.close()
