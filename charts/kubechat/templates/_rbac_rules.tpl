@@ -26,21 +26,22 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
 - apiGroups: [kubechat.dev]
   resources: [chatmodels/status, chatfrontends/status]
   verbs: [patch]
-# Children: server-side apply (patch) creates and repairs them, drift is watched, dropped ones are pruned.
+# Children: server-side apply creates (the apiserver checks `create` when the object is new) and repairs
+# them (`patch`), drift is watched, dropped ones are pruned.
 - apiGroups: [""]
   resources: [configmaps, services, serviceaccounts, persistentvolumeclaims]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap; RBAC lets the operator
 # grant that only because it holds get and patch on configmaps itself (no escalate/bind verbs needed).
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Status comes from the pods; Secrets referenced by a resource are checked to exist (never listed).
 - apiGroups: [""]
   resources: [pods]
