@@ -43,5 +43,5 @@ def create_app(model_dir: str) -> Flask:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(sys.argv[3]))
     create_app(sys.argv[1]).run(host="127.0.0.1", port=int(sys.argv[2]), threaded=False)

@@ -37,7 +37,7 @@ from tests.support.model_server import running_model_server, wait_ready  # noqa:
 from tests.support.procs import free_port, python_env  # noqa: E402
 from tests.support.tiny_models import CORPUS, TinyModelSpec, build_tiny_model  # noqa: E402
 
-THREADS = 2
+THREADS = int(os.environ.get("KUBECHAT_BENCH_THREADS", "2"))
 MODELS = {
     # ~25M parameters: 8 x (4*512^2 attention + 3*512*1408 MLP) = 25.7M, plus a small embedding.
     "llama-25m": TinyModelSpec(
@@ -67,9 +67,9 @@ class Cell:
         return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def requests_for(clients: int) -> int:
-    """Each client sends enough requests that the run is not all warm-up: at least 16 in all."""
-    return max(16, 2 * clients)
+def requests_for(clients: int, per_client: int = 2) -> int:
+    """Each client sends ``per_client`` requests back to back, at least 8 requests in all."""
+    return max(8, per_client * clients)
 
 
 def drive(clients: int, total: int, send) -> Cell:
@@ -158,7 +158,7 @@ class Ceiling:
 def start_baseline(model_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench/server/baseline.py"), str(model_dir), str(port)],
+        [sys.executable, str(ROOT / "bench/server/baseline.py"), str(model_dir), str(port), str(THREADS)],
         env=python_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -176,21 +176,11 @@ def start_baseline(model_dir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def bench_model(name: str, spec: TinyModelSpec, clients: list[int], max_tokens: int) -> dict:
+    """All three contenders at each concurrency, measured back to back so that load drifts hit them alike."""
     model_dir = build_tiny_model(f"bench-{name}", spec)
     ceiling = Ceiling(model_dir)
     params = sum(p.numel() for p in ceiling.model.parameters())
     results: dict[str, dict[int, Cell]] = {"baseline": {}, "kubechat": {}, "ceiling": {}}
-
-    process, url = start_baseline(model_dir)
-    try:
-        drive(1, 2, baseline_send(url, max_tokens))  # warm-up
-        for n in clients:
-            results["baseline"][n] = drive(n, requests_for(n), baseline_send(url, max_tokens))
-            print(f"{name} baseline n={n}: {results['baseline'][n].tokens_per_s:.1f} tok/s", flush=True)
-    finally:
-        process.terminate()
-        process.wait(30)
-
     args = [
         "--max-batch-size",
         str(max(clients)),
@@ -199,28 +189,37 @@ def bench_model(name: str, spec: TinyModelSpec, clients: list[int], max_tokens: 
         "--torch-threads",
         str(THREADS),
     ]
-    with running_model_server(model_dir, args=args) as server:
-        wait_ready(server, 60)
-        drive(4, 4, kubechat_send(server.url, max_tokens))  # warm-up
-        for n in clients:
-            results["kubechat"][n] = drive(n, requests_for(n), kubechat_send(server.url, max_tokens))
-            print(f"{name} kubechat n={n}: {results['kubechat'][n].tokens_per_s:.1f} tok/s", flush=True)
-
-    ceiling.run(4, 4, max_tokens)  # warm-up
-    for n in clients:
-        results["ceiling"][n] = ceiling.run(n, requests_for(n), max_tokens)
-        print(f"{name} ceiling n={n}: {results['ceiling'][n].tokens_per_s:.1f} tok/s", flush=True)
+    process, url = start_baseline(model_dir)
+    try:
+        with running_model_server(model_dir, args=args) as server:
+            wait_ready(server, 60)
+            baseline, kubechat = baseline_send(url, max_tokens), kubechat_send(server.url, max_tokens)
+            drive(1, 2, baseline)  # warm-ups
+            drive(4, 4, kubechat)
+            ceiling.run(4, 4, max_tokens)
+            for n in clients:
+                # One request per client for (a): it serves one at a time whatever N, so that already shows
+                # its rate and its queueing.
+                results["baseline"][n] = drive(n, requests_for(n, per_client=1), baseline)
+                results["kubechat"][n] = drive(n, requests_for(n), kubechat)
+                results["ceiling"][n] = ceiling.run(n, requests_for(n), max_tokens)
+                rates = ", ".join(f"{k} {v[n].tokens_per_s:.1f}" for k, v in results.items())
+                print(f"{name} n={n}: tok/s {rates}", flush=True)
+    finally:
+        process.terminate()
+        process.wait(30)
     return {"params": params, "results": results}
 
 
-def report(runs: dict[str, dict], clients: list[int], max_tokens: int, wall: float) -> str:
+def report(runs: dict[str, dict], clients: list[int], max_tokens: int, wall: float, load: float) -> str:
     top = max(clients)
     lines = [
         "# Model server load benchmark (CPU)",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `bench/server/run.py` on {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, torch threads {THREADS}, greedy, {max_tokens} new tokens per request, "
-        f"random-weight models; the whole run took {wall:.0f} s. Other work shared the machine's cores, so "
+        f"random-weight models; the whole run took {wall:.0f} s. The 1-minute load average was {load:.1f} "
+        "at the start: other work shared the machine's cores, so "
         "absolute numbers are noisy; the ratios compare contenders measured minutes apart in the same run.",
         "",
         "Contenders: **(a)** a seed-like Flask server, one `model.generate` per request, one at a time; "
@@ -266,14 +265,14 @@ def report(runs: dict[str, dict], clients: list[int], max_tokens: int, wall: flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/server.md")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
-    started = time.monotonic()
+    started, load = time.monotonic(), os.getloadavg()[0]
     runs = {name: bench_model(name, MODELS[name], args.clients, args.max_tokens) for name in args.models}
-    text = report(runs, args.clients, args.max_tokens, time.monotonic() - started)
+    text = report(runs, args.clients, args.max_tokens, time.monotonic() - started, load)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
