@@ -54,7 +54,8 @@ def fuzz_openapi(base_url: str, examples: int, skip: tuple[str, ...] = ()) -> li
                 phases=[Phase.generate],  # no shrinking: the report names the first bad request
             )
             def send(case) -> None:
-                case.call_and_validate(base_url=base_url, checks=[not_a_server_error, json_error_shape], timeout=60)
+                checks = [not_a_server_error, json_error_shape]
+                case.call_and_validate(base_url=base_url, checks=checks, timeout=60)
 
             try:
                 send()
