@@ -161,3 +161,33 @@ def test_stop_button_ends_the_answer_and_keeps_what_was_shown(browser, frontend)
     )
     kept = browser.find_elements(By.CSS_SELECTOR, ANSWER + " .bubble")[-1].text
     assert kept.startswith(shown[:20])
+
+
+def test_model_outage_shows_the_error_with_retry_and_keeps_the_history(browser, tmp_path):
+    with served_model("llama", "llama") as model:
+        settings = {
+            "STORE": f"sqlite:///{tmp_path}/history.db",
+            "MODELS": [{"name": model.name, "url": model.url}],
+            "SECRET_KEY": "test-secret",
+        }
+        with run_frontend(settings, tmp_path / "frontend.log") as frontend:
+            browser.get(frontend.url)
+            prompt = browser.find_element(By.ID, "prompt")
+            prompt.send_keys("before the outage" + Keys.ENTER)
+            wait_answer_done(browser, 1)
+
+            model.stop()
+            prompt.send_keys("during the outage" + Keys.ENTER)
+            error = WebDriverWait(browser, 30).until(
+                lambda b: b.find_element(By.CSS_SELECTOR, ".message.error")
+            )
+            assert "cannot be reached" in error.text and "conversation is safe" in error.text
+            retry = error.find_element(By.CSS_SELECTOR, "button.retry")
+            browser.save_screenshot(str(tmp_path / "chat-outage.png"))
+            retry.click()  # still down: the same clear error comes back, nothing is lost
+            WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".message.error"))
+
+            browser.refresh()
+            users = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")]
+            assert users == ["before the outage"]
+            assert len(browser.find_elements(By.CSS_SELECTOR, ANSWER + " .badge")) == 1
