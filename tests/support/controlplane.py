@@ -247,6 +247,30 @@ class ControlPlane:
             proc.wait()
         self._pgid = None
 
+    def stop_components(self, *names: str) -> None:
+        """Stop some components (e.g. etcd and the apiserver, to take the cluster away from its clients
+        for a while); `start_components` brings them back with the same ports, certificates and data."""
+        for name in names:
+            self.processes[name].terminate()
+            self.processes[name].wait()
+
+    def start_components(self, *names: str, timeout: float = 60) -> None:
+        """Start components stopped by `stop_components`, in the order given, each with its original
+        command line; waits until etcd and the apiserver are healthy again."""
+        deadline = time.monotonic() + timeout
+        command_lines = {
+            "etcd": self._etcd_args,
+            "kube-apiserver": self._apiserver_args,
+            "kube-controller-manager": self._controller_manager_args,
+            "kube-scheduler": self._scheduler_args,
+            "kwok": self._kwok_args,
+        }
+        healthy = {"etcd": self._etcd_healthy, "kube-apiserver": lambda: self._get("/readyz") == 200}
+        for name in names:
+            self._spawn(name, command_lines[name]())
+            if name in healthy:
+                self._wait(name, deadline, healthy[name])
+
     def _spawn(self, name: str, args: list[str]) -> None:
         log = (self.logs / f"{name}.log").open("wb")
         # The first child leads a new process group and the others join it, so one killpg stops them all
@@ -353,6 +377,17 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Endpoints may not hold a loopback address, so the `kubernetes` Service gets none (nothing in a
+            # kwok pod would call it) instead of an error logged on every sync.
+            "--endpoint-reconciler-type=none",
+            # The front-proxy settings every cluster has; without them the controller manager and scheduler
+            # keep logging that the request-header CA bundle is missing. No certificate for the allowed
+            # name is ever issued, so nobody can use the headers.
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
             "--profiling=false",
