@@ -60,11 +60,11 @@ def page() -> str:
 def new_conversation() -> Response:
     """Form: end this browser's conversation and start one with the picked model and persona."""
     svc = services()
-    model = request.form.get("model") or None
-    persona = request.form.get("persona") or None
-    svc.models.resolve(model)  # reject a bad pick before ending anything
+    # Start the new one first: a bad pick is refused before anything is ended.
+    conversation = conversations.start(
+        svc, PAGE_OWNER, request.form.get("model") or None, request.form.get("persona") or None
+    )
     end_current()
-    conversation = conversations.start(svc, PAGE_OWNER, model, persona)
     remember(conversation)
     return redirect(url_for("chat.page"), code=303)
 

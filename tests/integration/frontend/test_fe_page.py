@@ -72,6 +72,9 @@ def test_history_follows_the_cookie_and_a_new_conversation_starts_empty(gateway,
         assert html.escape("Hello <there> & friends") in page  # escaped by the template, never raw
         assert model_server.pod in page  # the answer's badge
 
+        bad_pick = {"csrf_token": token, "model": model_server.name, "persona": "nobody"}
+        assert browser.post("/new", data=bad_pick).status_code == 400
+        assert "Hello &lt;there&gt;" in browser.get("/").text  # a refused pick ends nothing
         new = browser.post("/new", data={"csrf_token": token, "model": model_server.name, "persona": "bard"})
         assert new.status_code == 303
         page = browser.get("/").text
