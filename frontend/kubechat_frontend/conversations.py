@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+from flask import Response
+
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import Conversation, Message
@@ -74,6 +76,10 @@ class Turn:
             if save:
                 self._save("".join(parts))
 
+    def close(self) -> None:
+        """Let go of the model's answer if `events()` never ran (the client left before the first byte)."""
+        self._stream.close()
+
     def _save(self, answer: str) -> None:
         o = self.origin
         self._store.add_messages(
@@ -87,6 +93,17 @@ class Turn:
 
 def sse(event: dict[str, Any]) -> str:
     return f"data: {json.dumps(event)}\n\n"
+
+
+def sse_response(turn: Turn, log: dict[str, Any]) -> Response:
+    """The streamed answer as an HTTP response; the model's stream is released however the response ends."""
+    response = Response(
+        sse_events(turn, log),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.call_on_close(turn.close)
+    return response
 
 
 def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:

@@ -37,7 +37,7 @@ class UpstreamResponse:
     def __init__(
         self, pool: ConnectionPool, connection: _Connection, response: http.client.HTTPResponse
     ) -> None:
-        self._pool = pool
+        self._pool: ConnectionPool | None = pool
         self._connection = connection
         self._response = response
         self.status_code = response.status
@@ -65,10 +65,14 @@ class UpstreamResponse:
         return json.loads(self.read())
 
     def close(self) -> None:
+        """Idempotent: the connection goes back to the pool (or is closed) exactly once."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
         # Fully read and not marked "Connection: close": the connection can carry the next request.
         reusable = self._response.isclosed() and not self._response.will_close
         self._response.close()
-        self._pool.release(self._connection, reusable)
+        pool.release(self._connection, reusable)
 
 
 class ConnectionPool:

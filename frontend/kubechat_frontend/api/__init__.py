@@ -74,11 +74,7 @@ def chat() -> Response:
 @bp.post("/api/chat/stream")
 def chat_stream() -> Response:
     turn = turn_from_request()
-    return Response(
-        conversations.sse_events(turn, log_fields()),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return conversations.sse_response(turn, log_fields())
 
 
 @bp.get("/api/sessions/<session_id>")

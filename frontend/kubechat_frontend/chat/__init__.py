@@ -91,8 +91,4 @@ def send() -> Response:
         remember(conversation)
     log_fields().update(session=conversation.id, model=conversation.model)
     turn = conversations.Turn(svc, conversation, text)
-    return Response(
-        conversations.sse_events(turn, log_fields()),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return conversations.sse_response(turn, log_fields())
