@@ -164,6 +164,13 @@ class CausalBatch(Batch):
     def _select(self, index: torch.Tensor) -> None:
         self.cache.batch_select_indices(index)
         self.mask, self.next_position = self.mask[index], self.next_position[index]
+        # Columns no remaining row attends to (the oldest rows' prompts) go, so that a batch that keeps
+        # taking newcomers does not drag an ever longer cache along.
+        unused = int(self.mask.any(dim=0).int().argmax())
+        if unused and self.can_admit():
+            self.mask = self.mask[:, unused:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
 
     def can_admit(self) -> bool:
         from transformers.cache_utils import DynamicLayer

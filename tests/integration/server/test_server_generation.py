@@ -122,29 +122,38 @@ def test_openapi_document_is_published(llama_server):
         assert path in document["paths"], path
 
 
-def test_requests_join_a_running_causal_batch_without_changing_greedy_answers(llama_server):
-    alone = {p: chat(llama_server, p)["choices"][0]["message"]["content"] for p in PROMPTS[:4]}
-    long_body = {
-        "messages": [{"role": "user", "content": "Tell me a long story"}],
-        "max_tokens": 600,
+@pytest.mark.parametrize(
+    ("first_tokens", "joiner_tokens"),
+    [(600, 12), (40, 120)],
+    ids=["joiners-leave-first", "first-leaves-and-its-cache-columns-are-trimmed"],
+)
+def test_requests_join_a_running_causal_batch_without_changing_greedy_answers(
+    llama_server, first_tokens, joiner_tokens
+):
+    joiners = PROMPTS[:4]
+    alone = {
+        p: chat(llama_server, p, max_tokens=joiner_tokens)["choices"][0]["message"]["content"]
+        for p in joiners
+    }
+    story = "Tell me a long story"
+    first_alone = chat(llama_server, story, max_tokens=first_tokens)["choices"][0]["message"]["content"]
+    first_body = {
+        "messages": [{"role": "user", "content": story}],
+        "max_tokens": first_tokens,
         "temperature": 0,
         "stream": True,
     }
-    long_alone = chat(llama_server, "Tell me a long story", max_tokens=600)["choices"][0]["message"][
-        "content"
-    ]
-    with requests.post(
-        f"{llama_server.url}/v1/chat/completions", json=long_body, stream=True, timeout=120
-    ) as long_stream:
-        lines = long_stream.iter_lines(decode_unicode=True)
+    url = f"{llama_server.url}/v1/chat/completions"
+    with requests.post(url, json=first_body, stream=True, timeout=120) as first_stream:
+        lines = first_stream.iter_lines(decode_unicode=True)
         next(line for line in lines if line.startswith("data: {"))
-        with ThreadPoolExecutor(4) as pool:
-            joined = dict(
-                zip(PROMPTS[:4], pool.map(lambda p: chat(llama_server, p), PROMPTS[:4]), strict=True)
-            )
+        with ThreadPoolExecutor(len(joiners)) as pool:
+            answers = pool.map(lambda p: chat(llama_server, p, max_tokens=joiner_tokens), joiners)
+            joined = dict(zip(joiners, answers, strict=True))
         rest = [line for line in lines if line.startswith("data: ")]
-    assert len(rest) > 2, "the long answer ended before the short ones ran: nothing joined it"
+    if first_tokens > 10 * joiner_tokens:
+        assert len(rest) > 2, "the first answer ended before the others ran: nothing joined it"
     assert {p: r["choices"][0]["message"]["content"] for p, r in joined.items()} == alone
     chunks = [json.loads(line[6:]) for line in rest if line != "data: [DONE]"]
-    streamed_rest = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c.get("choices"))
-    assert streamed_rest == long_alone
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c.get("choices"))
+    assert streamed == first_alone
