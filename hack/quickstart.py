@@ -9,7 +9,7 @@
 5. print the chat URL and a curl line, and ask the frontend one question.
 
 `--check` stops everything after the answer (the test of the quick start); otherwise it serves until Ctrl-C.
-`down` stops what a killed run left behind.
+`down` stops the local processes a killed run left behind (hack/quickstart down also stops its control plane).
 """
 
 from __future__ import annotations
@@ -120,10 +120,17 @@ class QuickStart:
 
 
 def tiny_model() -> Path:
-    # Imported here: building it pulls in torch and transformers.
-    from tests.support.tiny_models import tiny_model_dir
+    """A tiny GODEL-shaped (T5) model, built with the tests' builder and cached.
 
-    return tiny_model_dir("godel")
+    The tests' standard tiny GODEL (seed 0, T5's default init) emits nothing but <pad>, which decodes to an
+    empty answer; a smaller initialisation makes it emit visible (random) words instead.
+    """
+    # Imported here: building it pulls in torch and transformers.
+    from tests.support.tiny_models import TinyModelSpec, build_tiny_model
+
+    return build_tiny_model(
+        "tiny-godel-quickstart", TinyModelSpec(architecture="t5", extra={"initializer_factor": 0.1})
+    )
 
 
 def seed_cache_volume(container: LocalContainer, model: Path) -> None:
@@ -160,7 +167,10 @@ def up(check: bool) -> int:
     state = cache_dir("quickstart")
     (state / "logs").mkdir(exist_ok=True)
     quick = QuickStart(state)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # hack/quickstart runs this in the background, where SIGINT starts out ignored: take it back, and let
+    # SIGTERM stop it as Ctrl-C does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         quick.helm_install()
         operator = quick.run_deployment(RELEASE, RELEASE_NAMESPACE, {8081: free_port(), 9090: free_port()})
@@ -194,7 +204,7 @@ kubechat quick start is up (logs: {state / "logs"}).
 
   chat page   {url}
   chat API    curl -s {url}/api/chat -H 'Content-Type: application/json' -d '{{"message": "Hi!"}}'
-  kubectl     eval "$(hack/control-plane env)"; kubectl get kubechat
+  kubectl     export KUBECONFIG={os.environ["KUBECONFIG"]}; kubectl get kubechat
 
 You:   {QUESTION}
 Model: {answer["response"]!r}   (pod {answer.get("pod")}, node {answer.get("node")})
@@ -213,6 +223,9 @@ examples/quickstart.yaml to microsoft/GODEL-v1_1-base-seq2seq (see the comment a
     except KeyboardInterrupt:
         return 130
     finally:
+        # A second Ctrl-C must not cut the cleanup short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping the local processes")
         quick.stop()
 
