@@ -223,7 +223,7 @@ def report(runs: dict[str, dict], clients: list[int], max_tokens: int, wall: flo
         "absolute numbers are noisy; the ratios compare contenders measured minutes apart in the same run.",
         "",
         "Contenders: **(a)** a seed-like Flask server, one `model.generate` per request, one at a time; "
-        "**(b)** kubechat's server over HTTP (continuous batching for Llama, dynamic for T5); "
+        "**(b)** kubechat's server over HTTP (continuous batching); "
         "**(c)** the ceiling: `model.generate` in-process on ready-made batches of N of the same requests.",
         "",
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ARCHITECTURES = ("auto", "seq2seq", "causal")
@@ -27,9 +27,6 @@ class Persona:
     character: str = ""
     world: str = ""
     scratchpad: bool = False
-
-    def is_empty(self) -> bool:
-        return not (self.character or self.world or self.scratchpad)
 
 
 @dataclass(frozen=True)
@@ -166,6 +163,3 @@ def validate(config: ServerConfig) -> ServerConfig:
     if config.max_queue_delay_ms < 0:
         raise ConfigError("max_queue_delay_ms must not be negative")
     return config
-
-
-CONFIG_FIELDS = {f.name for f in fields(ServerConfig)}

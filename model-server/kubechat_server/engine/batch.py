@@ -4,9 +4,9 @@ Rows are left-padded (causal) or right-padded (encoder input of seq2seq) and mas
 does not depend on what else is in the batch. A row leaves as soon as it is done (EOS, a stop string, its
 token limit, cancellation or its deadline) and its cache entries are dropped.
 
-Causal models batch continuously: requests that arrive while a batch runs are prefilled on their own and
-then merged into the running batch (caches and masks left-padded to a common length), so nobody waits for
-the longest answer of the batch before them. Seq2seq batches are dynamic only: they run to completion.
+Batching is continuous: requests that arrive while a batch runs are prefilled on their own and then merged
+into the running batch (caches and masks padded to common lengths), so nobody waits for the longest answer
+of the batch before them.
 """
 
 from __future__ import annotations
@@ -205,7 +205,12 @@ def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
 
 
 class Seq2SeqBatch(Batch):
-    """Encoder-decoder models: encode once, then decode token by token; runs to completion."""
+    """Encoder-decoder models: encode once, then decode token by token.
+
+    Newcomers join like in ``CausalBatch``: encoder states and cross-attention caches are right-padded to a
+    common source length (the encoder mask hides the padding), decoder caches left-padded (a decoder mask
+    hides it; T5's relative position bias only sees distances, which padding on the left leaves unchanged).
+    """
 
     @torch.inference_mode()
     def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
@@ -217,14 +222,18 @@ class Seq2SeqBatch(Batch):
         self.mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts], device=device)
         self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=self.mask)
         self.cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+        self.decoder_mask = self.mask.new_zeros((len(prompts), 0))
         start = self.loaded.decoder_start_token_id
         return self._forward([start if start is not None else pad] * len(prompts))
 
     def _forward(self, tokens: list[int]) -> torch.Tensor:
+        ones = self.decoder_mask.new_ones((self.decoder_mask.shape[0], 1))
+        self.decoder_mask = torch.cat([self.decoder_mask, ones], dim=-1)
         out = self.loaded.model(
             encoder_outputs=self.encoded,
             attention_mask=self.mask,
             decoder_input_ids=torch.tensor(tokens, device=self.loaded.device)[:, None],
+            decoder_attention_mask=self.decoder_mask,
             past_key_values=self.cache,
             use_cache=True,
         )
@@ -232,8 +241,63 @@ class Seq2SeqBatch(Batch):
 
     def _select(self, index: torch.Tensor) -> None:
         self.cache.batch_select_indices(index)
-        self.mask = self.mask[index]
+        self.mask, self.decoder_mask = self.mask[index], self.decoder_mask[index]
         self.encoded.last_hidden_state = self.encoded.last_hidden_state[index]
+        unused = int(self.decoder_mask.any(dim=0).int().argmax())
+        if unused and self.can_admit():
+            self.decoder_mask = self.decoder_mask[:, unused:]
+            for layer in self.cache.self_attention_cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+
+    def can_admit(self) -> bool:
+        from transformers.cache_utils import DynamicLayer
+
+        layers = self.cache.self_attention_cache.layers + self.cache.cross_attention_cache.layers
+        return all(type(layer) is DynamicLayer for layer in layers)
+
+    @torch.inference_mode()
+    def admit(self, requests: Sequence[GenerationRequest]) -> None:
+        """Encode ``requests`` and run their first decoder step on their own, then merge them in."""
+        newcomers = Seq2SeqBatch(self.loaded, requests, self.generator, self.on_first_token)
+        source = max(self.mask.shape[1], newcomers.mask.shape[1])
+        target = max(self.decoder_mask.shape[1], newcomers.decoder_mask.shape[1])
+        pairs = zip(
+            self.cache.self_attention_cache.layers, newcomers.cache.self_attention_cache.layers, strict=True
+        )
+        for mine, theirs in pairs:
+            mine.keys = torch.cat([_left_pad(mine.keys, target), _left_pad(theirs.keys, target)])
+            mine.values = torch.cat([_left_pad(mine.values, target), _left_pad(theirs.values, target)])
+        pairs = zip(
+            self.cache.cross_attention_cache.layers, newcomers.cache.cross_attention_cache.layers, strict=True
+        )
+        for mine, theirs in pairs:
+            mine.keys = torch.cat([_right_pad(mine.keys, source, 2), _right_pad(theirs.keys, source, 2)])
+            mine.values = torch.cat(
+                [_right_pad(mine.values, source, 2), _right_pad(theirs.values, source, 2)]
+            )
+        self.encoded.last_hidden_state = torch.cat(
+            [
+                _right_pad(self.encoded.last_hidden_state, source, 1),
+                _right_pad(newcomers.encoded.last_hidden_state, source, 1),
+            ]
+        )
+        self.mask = torch.cat([_right_pad(self.mask, source, 1), _right_pad(newcomers.mask, source, 1)])
+        self.decoder_mask = torch.cat(
+            [_left_pad(self.decoder_mask, target), _left_pad(newcomers.decoder_mask, target)]
+        )
+        self.logits = torch.cat([self.logits, newcomers.logits])
+        self.rows += newcomers.rows
+        self.sampler.extend(newcomers.sampler)
+
+
+def _right_pad(tensor: torch.Tensor, width: int, axis: int) -> torch.Tensor:
+    """Zero-pad ``axis`` on the right up to ``width``."""
+    missing = width - tensor.shape[axis]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
 
 
 def start_batch(

@@ -1,9 +1,9 @@
 """The engine: one model instance, a bounded queue, and a worker thread that batches what waits.
 
 The worker takes the first waiting request, waits up to ``max_queue_delay_ms`` for more (until
-``max_batch_size``) and starts a batch (see ``batch.py``). For causal models, requests that arrive while it
-runs join it between two tokens (continuous batching); for seq2seq models they form the next batch (dynamic
-batching). The HTTP side never blocks: it submits and awaits events on its own loop.
+``max_batch_size``) and starts a batch (see ``batch.py``). Requests that arrive while it runs join it
+between two tokens (continuous batching), in groups. The HTTP side never blocks: it submits and awaits
+events on its own loop.
 """
 
 from __future__ import annotations
@@ -81,12 +81,6 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
-
-    @property
-    def busy(self) -> bool:
-        """Whether any request waits or runs."""
-        with self._cond:
-            return bool(self._queue) or self._running > 0
 
     def stop_accepting(self) -> None:
         """Refuse new work (draining); what is queued still runs."""

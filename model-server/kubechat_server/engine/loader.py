@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import torch
@@ -103,8 +104,6 @@ def resolve_model_path(model_id: str, reporter: ProgressReporter) -> str:
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
-    from fnmatch import fnmatch
-
     return any(fnmatch(name, p) for p in patterns)
 
 

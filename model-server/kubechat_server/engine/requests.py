@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 from kubechat_server.engine.sampling import SamplingParams
 
-FINISH_REASONS = ("stop", "length", "cancelled", "timeout", "error")
-
 
 @dataclass(frozen=True)
 class TextDelta:
@@ -22,7 +20,7 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class Finished:
-    """The request is done; ``text`` is the whole answer."""
+    """The request is done (``reason``: stop, length, cancelled, timeout, error); ``text`` is the answer."""
 
     reason: str
     text: str
