@@ -206,9 +206,11 @@ class ModelService:
             raise APIError(422, "; ".join(problems), "invalid_parameters")
         return params
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationRequest:
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, stream: bool = False
+    ) -> GenerationRequest:
         self.require_ready()
-        return self.engine.submit(prompt_ids, params, self.config.request_timeout_s)
+        return self.engine.submit(prompt_ids, params, self.config.request_timeout_s, stream)
 
     def identity(self) -> dict:
         """``pod``, ``node`` and ``model`` for every response (downward-API env)."""

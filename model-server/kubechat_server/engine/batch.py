@@ -32,7 +32,8 @@ class Row:
 
     def show(self, end: int) -> None:
         if end > self.shown:
-            self.request.emit(TextDelta(self.text[self.shown : end]))
+            if self.request.streams_text:
+                self.request.emit(TextDelta(self.text[self.shown : end]))
             self.shown = end
 
     def finish(self, reason: str, text: str | None = None) -> None:

@@ -59,13 +59,16 @@ class Engine:
         self._thread = threading.Thread(target=self._work, name="kubechat-engine", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams, timeout_s: float) -> GenerationRequest:
-        """Queue a request; its events arrive on the calling asyncio loop."""
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, timeout_s: float, stream: bool = False
+    ) -> GenerationRequest:
+        """Queue a request; its events arrive on the calling asyncio loop (text deltas only if ``stream``)."""
         request = GenerationRequest(
             prompt_ids=list(prompt_ids),
             params=params,
             loop=asyncio.get_running_loop(),
             deadline=time.monotonic() + timeout_s,
+            streams_text=stream,
         )
         with self._cond:
             if not self._accepting:

@@ -31,12 +31,14 @@ class Finished:
 
 @dataclass
 class GenerationRequest:
-    """Token ids in, events out. Events are handed to the asyncio loop that submitted the request."""
+    """Token ids in, events out, handed to the asyncio loop that submitted the request. Text deltas are
+    sent only with ``streams_text``: every event wakes that loop, which a non-streaming request needs not."""
 
     prompt_ids: list[int]
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
     deadline: float
+    streams_text: bool = False
     submitted: float = field(default_factory=time.monotonic)
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)

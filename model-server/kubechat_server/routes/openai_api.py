@@ -68,7 +68,7 @@ async def chat_completions(body: ChatCompletionRequest, http: Request):
     persona = body.kubechat.persona.to_persona() if body.kubechat and body.kubechat.persona else None
     messages = [Message("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
     built = service.chat_prompt(messages, persona, params.max_new_tokens)
-    request = service.submit(built.input_ids, params)
+    request = service.submit(built.input_ids, params, body.stream)
     extension = {**service.identity(), "droppedMessages": built.dropped_messages}
     meta = _Meta("chatcmpl", "chat.completion", service.config.model_name)
     if body.stream:
@@ -97,7 +97,7 @@ async def completions(body: CompletionRequest, http: Request):
     service.check_model_name(body.model)
     service.require_ready()
     params = service.sampling(_sampling(body, body.max_tokens))
-    request = service.submit(service.text_prompt(body.prompt, params.max_new_tokens), params)
+    request = service.submit(service.text_prompt(body.prompt, params.max_new_tokens), params, body.stream)
     meta = _Meta("cmpl", "text_completion", service.config.model_name)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
