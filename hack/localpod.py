@@ -6,7 +6,8 @@ builds that image) or the container's `command`, its `args`, and its env resolve
 (`envFrom` ConfigMaps/Secrets, then `env` with `valueFrom`), read from the apiserver with kubectl.
 
 Only what cannot be the same on one host is translated, and nothing else:
-- volume mount paths → local directories (in env values and arguments),
+- volume mount paths → local directories (in env values, arguments and `--flag=` values, also inside
+  `scheme:///path` URLs),
 - container ports → free local ports (in env values named *PORT and `--*port=N` arguments that name one),
 - `http://<service>.<namespace>.svc:<port>` URLs → the local address of the process serving that Service,
 - the downward API (pod name, node name, pod IP) → a local pod name, `localhost`, 127.0.0.1,
@@ -36,6 +37,7 @@ SERVICE_URL = re.compile(
     r"http://(?P<service>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc(?:\.cluster\.local)?:(?P<port>\d+)"
 )
 VAR_REF = re.compile(r"\$\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)")
+FILE_URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*:///)(?P<path>/.*)$")  # e.g. sqlite:////data/history.db
 PORT_FLAG = re.compile(r"^(?P<flag>--[\w-]*port=)(?P<port>\d+)$")
 
 Manifest = dict[str, Any]
@@ -182,6 +184,10 @@ def _expand(value: str, env: Mapping[str, str]) -> str:
 
 
 def _map_paths(value: str, mounts: Mapping[str, Path]) -> str:
+    """A path under a volume mount (alone, or in a URL such as sqlite:////data/x.db) → the local directory."""
+    url = FILE_URL.match(value)
+    if url:
+        return url["scheme"] + _map_paths(url["path"], mounts)
     for mount_path, local in sorted(mounts.items(), key=lambda item: -len(item[0])):
         if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
             return str(local) + value[len(mount_path.rstrip("/")) :]
@@ -243,7 +249,14 @@ def translate(
     env = {name: local_value(name, value) for name, value in env.items()}
 
     def local_arg(arg: str) -> str:
-        arg = local_urls(_map_paths(_expand(arg, env), mounts))
+        arg = _expand(arg, env)
+        flag, equals, value = arg.partition("=")
+        arg = (
+            f"{flag}={_map_paths(value, mounts)}"
+            if equals and flag.startswith("-")
+            else _map_paths(arg, mounts)
+        )
+        arg = local_urls(arg)
         flag = PORT_FLAG.match(arg)
         if flag and int(flag["port"]) in container_ports:
             arg = f"{flag['flag']}{ports[int(flag['port'])]}"

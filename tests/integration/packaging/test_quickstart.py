@@ -44,3 +44,7 @@ def test_quickstart_ends_with_an_answer_from_the_local_frontend_and_cleans_up() 
     assert answer["pod"] == "quickstart-local" and answer["node"] == "localhost"
     assert "gibberish" in output and "microsoft/GODEL-v1_1-base-seq2seq" in output
     assert not quickstart_processes(), "the quick start left processes behind"
+    # The frontend's sqlite:////data/history.db lives in the local stand-in for its /data volume.
+    assert (
+        cache_dir("quickstart") / "pods" / "quickstart-chat" / "volumes" / "data" / "history.db"
+    ).is_file()
