@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         election = _wait_to_lead(args, stop)
         if election is None:
             return 0
-        election.keep(stop)
+    if election is not None:
+        election.keep(stop.set)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
     try:
         kopf.run(
@@ -115,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             liveness_endpoint=liveness,
             standalone=True,
             stop_flag=stop,
+            # Kopf waits for the flag in an executor thread; the cleanup handler sets it when Kopf stops on
+            # its own (SIGTERM), so that thread ends and the process can exit.
+            memo=kopf.Memo(stop_flag=stop),
         )
     finally:
         if election is not None:

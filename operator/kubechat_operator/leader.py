@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from kubernetes.client.rest import ApiException
@@ -84,12 +86,13 @@ class LeaderElection:
             stop.wait(retry_s)
         return False
 
-    def keep(self, lost: threading.Event, renew_s: float = 5.0) -> threading.Thread:
-        """Renew in the background; set lost when the lease cannot be renewed before it expires."""
+    def keep(self, on_lost: Callable[[], None], renew_s: float = 5.0) -> threading.Thread:
+        """Renew in a daemon thread; call on_lost once when the lease cannot be renewed before it expires."""
 
         def renew() -> None:
             last_ok = datetime.now(UTC)
-            while not lost.wait(renew_s):
+            while True:
+                time.sleep(renew_s)
                 try:
                     ok = self.try_acquire()
                 except Exception:
@@ -97,9 +100,10 @@ class LeaderElection:
                     ok = False
                 if ok:
                     last_ok = datetime.now(UTC)
-                elif not ok and datetime.now(UTC) - last_ok > timedelta(seconds=self.duration_s - renew_s):
+                elif datetime.now(UTC) - last_ok > timedelta(seconds=self.duration_s - renew_s):
                     logger.error("lost the lease %s/%s; stopping", self.namespace, self.name)
-                    lost.set()
+                    on_lost()
+                    return
 
         thread = threading.Thread(target=renew, name="lease-renewal", daemon=True)
         thread.start()

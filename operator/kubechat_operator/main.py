@@ -58,6 +58,8 @@ def _work(runtime: Runtime, key: Key, trigger: Trigger) -> float | None:
 def shutdown(memo: kopf.Memo, **_: Any) -> None:
     memo.queue.shutdown()
     memo.runtime.kube.close()
+    if "stop_flag" in memo:
+        memo.stop_flag.set()  # releases the thread in which Kopf waits for its stop flag
 
 
 def _enqueue(memo: kopf.Memo, key: Key, trigger: Trigger) -> None:
