@@ -7,6 +7,7 @@ server-side applies and status patches need no per-kind generated API class.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -59,7 +60,10 @@ class Kube:
         try:
             config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+            # $KUBECONFIG as it is now (the client reads it once, at import, for its default).
+            config.load_kube_config(
+                config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+            )
         # Handlers run in a thread pool; one pooled connection per thread avoids reconnects.
         configuration.connection_pool_maxsize = pool_size
         return cls(client.ApiClient(configuration))
