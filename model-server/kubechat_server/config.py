@@ -84,7 +84,8 @@ def _number(name: str, raw: str, kind: type) -> Any:
     try:
         return kind(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from exc
+        noun = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {noun}, got {raw!r}") from exc
 
 
 def _stop(raw: str) -> tuple[str, ...]:
