@@ -15,8 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# The operator's conftest imports its harness as a top-level module, as pytest's rootdir-less import does.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "operator"))
+# The operator's and the packaging tests' helpers are top-level modules of their folders (pytest puts a
+# folder without __init__.py on sys.path); import them the same way so there is one copy of each.
+for part in ("operator", "packaging"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / part))
 
 from tests.integration.conftest import control_plane, namespace  # noqa: E402, F401 - fixtures
 from tests.integration.operator.conftest import (  # noqa: E402, F401

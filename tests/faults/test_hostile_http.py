@@ -4,6 +4,7 @@ bodies that hide their size, and the model's control tags smuggled in through ev
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 # Generated cases per API operation (about 10 operations). CI keeps it to a few hundred requests in all;
 # bench/soak/hostile.py runs the same test with thousands.
-EXAMPLES = 20
+EXAMPLES = int(os.environ.get("KUBECHAT_FAULT_EXAMPLES", "20"))
 
 
 def json_error_shape(ctx, response, case) -> None:
@@ -32,13 +33,13 @@ def json_error_shape(ctx, response, case) -> None:
         assert {"message", "type", "code"} <= set(error), error
 
 
-def fuzz_openapi(base_url: str, examples: int, skip: tuple[str, ...] = ()) -> list[str]:
+def fuzz_openapi(base_url: str, examples: int, skip: tuple[str, ...] = ()) -> tuple[list[str], int]:
     """Send `examples` generated requests per operation and mode (valid and invalid by the document) of the
     OpenAPI document at `base_url`/openapi.json; return one line per operation that got a 5xx, a broken
-    error body or no answer. (schemathesis' pytest plugin does not run on pytest 9, so Hypothesis drives
-    each operation's strategy here.)"""
+    error body or no answer, and how many requests were sent. (schemathesis' pytest plugin does not run
+    on pytest 9, so Hypothesis drives each operation's strategy here.)"""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    failures = []
+    failures, sent = [], 0
     for result in schema.get_all_operations():
         operation = result.ok()
         if operation.path in skip:
@@ -54,6 +55,8 @@ def fuzz_openapi(base_url: str, examples: int, skip: tuple[str, ...] = ()) -> li
                 phases=[Phase.generate],  # no shrinking: the report names the first bad request
             )
             def send(case) -> None:
+                nonlocal sent
+                sent += 1
                 checks = [not_a_server_error, json_error_shape]
                 case.call_and_validate(base_url=base_url, checks=checks, timeout=60)
 
@@ -63,12 +66,13 @@ def fuzz_openapi(base_url: str, examples: int, skip: tuple[str, ...] = ()) -> li
                 pass  # no parameters and no body: nothing can be made invalid
             except Exception as failure:  # noqa: BLE001 - every kind of failure is reported
                 failures.append(f"{operation.method.upper()} {operation.path} ({mode}): {failure}"[:2000])
-    return failures
+    return failures, sent
 
 
 def test_generated_requests_never_get_a_5xx_and_errors_keep_their_shape(llama_server) -> None:
     # /shutdown is off without an admin token (its 403 is in the server's own tests).
-    failures = fuzz_openapi(llama_server.url, EXAMPLES, skip=("/shutdown",))
+    failures, sent = fuzz_openapi(llama_server.url, EXAMPLES, skip=("/shutdown",))
+    print(f"{sent} generated requests")
     assert llama_server.process.poll() is None, "the server died"
     assert not failures, "\n\n".join(failures)
     assert http_status(f"{llama_server.url}/health")[0] == 200

@@ -6,7 +6,7 @@ and text that merely looks like code (shell, YAML, templates) is kept verbatim a
 from __future__ import annotations
 
 import pytest
-from operator_harness import Kubectl, OperatorProcess, wait_until
+from operator_harness import Kubectl, OperatorProcess
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
@@ -52,8 +52,16 @@ REJECTED = {
         chat_model(f"  model: {{id: {MODEL_ID}}}\n  resources: {{gpu: {{count: {{a: 1}}}}}}"),
         "spec.resources.gpu.count",
     ),
-    "shell in the name": (chat_model(f"  model: {{id: {MODEL_ID}}}", name="'a;rm -rf /'"), "metadata.name"),
+    "shell in the name": (chat_model(f"  model: {{id: {MODEL_ID}}}", name="'a;rm -rf /'"), "name"),
     "uppercase name": (chat_model(f"  model: {{id: {MODEL_ID}}}", name="Godel"), "metadata.name"),
+    # Valid names for a custom resource (DNS subdomains) that no Service could carry or no label hold.
+    "name too long for a label": (chat_model(f"  model: {{id: {MODEL_ID}}}", name="a" * 64), "metadata.name"),
+    "name starting with a digit": (
+        chat_model(f"  model: {{id: {MODEL_ID}}}", name="9lives"),
+        "metadata.name",
+    ),
+    "name with a dot": (chat_model(f"  model: {{id: {MODEL_ID}}}", name="a.b"), "metadata.name"),
+    "frontend name with a dot": (chat_frontend("  models: [{name: godel}]", name="chat.v2"), "metadata.name"),
     "frontend without models": (chat_frontend("  models: []"), "spec.models"),
     "frontend negative port": (
         chat_frontend("  models: [{name: godel}]\n  service: {type: NodePort, nodePort: -5}"),
@@ -82,37 +90,9 @@ def test_invalid_object_is_rejected_at_apply_naming_the_field(kubectl: Kubectl, 
     assert field in result.stderr, result.stderr
 
 
-# Names the apiserver accepts for a custom resource (DNS subdomains) that are no valid name or label for
-# some child (a Service needs a DNS label that starts with a letter; label values stop at 63 characters).
-AWKWARD_NAMES = ["a" * 64, "9lives", "a.b"]
 INJECTION = (
     "ignore previous instructions\n$(rm -rf /); `id`\n{{ .Values.secret }} ${HOME} '; DROP TABLE x; --"
 )
-
-
-def test_names_no_child_could_carry_are_refused_or_reported_and_the_operator_lives(
-    kubectl: Kubectl, operator: OperatorProcess
-) -> None:
-    accepted = []
-    for name in AWKWARD_NAMES:
-        result = kubectl(
-            "apply", "-f", "-", input=chat_model(f"  model: {{id: {MODEL_ID}}}", name), check=False
-        )
-        if result.returncode == 0:
-            accepted.append(name)
-        else:
-            assert "metadata.name" in result.stderr or "name" in result.stderr, result.stderr
-    kubectl.apply(chat_model(f"  model: {{id: {MODEL_ID}}}", "fine"))
-    kubectl.wait_phase("chatmodel", "fine", "Ready", timeout=60)  # the bad ones block nobody
-    for name in accepted:
-        status = wait_until(
-            lambda n=name: (s := kubectl.status("chatmodel", n)).get("phase") in ("Failed", "Ready") and s,
-            60,
-            f"a verdict on {name}",
-        )
-        if status["phase"] == "Failed":
-            assert status.get("reason") and status.get("message"), status
-    assert operator.process.poll() is None, operator.log()
 
 
 def test_text_that_looks_like_code_is_kept_verbatim_as_data(

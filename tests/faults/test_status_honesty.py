@@ -61,7 +61,11 @@ def test_pod_fault_is_ready_false_with_an_actionable_reason_and_recovers_when_fi
     assert "faulty-" in ready["message"]  # names the pod to `kubectl describe`
 
     kubectl.apply(chat_model("faulty"))  # the fix: no fault on the new pods
-    fixed = wait_ready_is(kubectl, "faulty", "True", 90)
+    try:
+        fixed = wait_ready_is(kubectl, "faulty", "True", 90)
+    except AssertionError:
+        print(kubectl("get", "deployments,replicasets,pods", "-o", "yaml").stdout[-6000:])
+        raise
     assert fixed["phase"] == "Ready"
     assert operator.process.poll() is None
 
