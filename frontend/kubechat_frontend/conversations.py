@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
@@ -44,7 +45,9 @@ class Turn:
     was said so far when the client stops listening. A model error saves nothing: the history stays as it was
     and the client can send the same message again."""
 
-    def __init__(self, services: Services, conversation: Conversation, text: str) -> None:
+    def __init__(
+        self, services: Services, conversation: Conversation, text: str, *, stream: bool = True
+    ) -> None:
         self.conversation = conversation
         self._store = services.store
         self._text = text
@@ -53,8 +56,11 @@ class Turn:
             {"role": "user", "content": text}
         ]
         persona = services.personas.get(conversation.persona)
-        self._stream: ChatStream = services.models.chat(conversation.model, prompt, persona)
+        self._started = time.perf_counter()
+        self._stream: ChatStream = services.models.chat(conversation.model, prompt, persona, stream=stream)
         self.origin = Origin("", "", conversation.model)
+        # The model server's own share of the turn: from sending the request to its last byte.
+        self.upstream_ms: float | None = None
 
     def events(self) -> Iterator[Delta | Origin]:
         parts: list[str] = []
@@ -72,6 +78,7 @@ class Turn:
             save = bool(parts)  # stopped by the user: keep what they saw
             raise
         finally:
+            self.upstream_ms = round((time.perf_counter() - self._started) * 1000, 2)
             self._stream.close()
             if save:
                 self._save("".join(parts))
@@ -126,6 +133,7 @@ def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
         yield sse({"type": "error", "status": error.status, **error.to_dict()["error"]})
     finally:
         events.close()  # at once, not when garbage is collected: a stopped answer is saved right away
+        log["upstream_ms"] = turn.upstream_ms
 
 
 def collect(turn: Turn) -> str:

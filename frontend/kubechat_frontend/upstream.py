@@ -51,46 +51,62 @@ def upstream_error(model: str, response: UpstreamResponse) -> ApiError:
     return ApiError(status, message, code, retry_after=int(float(retry_after)) if retry_after else None)
 
 
-class ChatStream:
-    """An answer being streamed; the request has already succeeded (errors so far were raised as `ApiError`).
+def _origin(info: dict[str, Any] | None) -> Origin:
+    info = info or {}
+    return Origin(str(info.get("pod", "")), str(info.get("node", "")), str(info.get("model", "")))
 
-    Iterate it for `Origin` (once, first) and `Delta` events; always `close()` it.
+
+class ChatStream:
+    """An answer on its way; the request has already succeeded (errors so far were raised as `ApiError`).
+
+    Iterate it for `Origin` (once, first) and `Delta` events; always `close()` it. A streamed answer comes
+    as many deltas; a whole one (asked without streaming) as one.
     """
 
-    def __init__(self, model: str, response: UpstreamResponse) -> None:
+    def __init__(self, model: str, response: UpstreamResponse, streamed: bool) -> None:
         self._model = model
         self._response = response
+        self._streamed = streamed
 
     def __iter__(self) -> Iterator[Delta | Origin]:
-        origin_sent = done = False
         try:
-            for line in self._response.iter_lines():
-                # After [DONE], read on to the end of the body: only a fully read response lets its
-                # connection go back to the pool (a fresh connection per turn costs more than the rest).
-                if done or not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    done = True
-                    continue
-                chunk = json.loads(payload)
-                if "error" in chunk:
-                    error = chunk["error"]
-                    raise ApiError(
-                        502, str(error.get("message", error)), str(error.get("code") or "model_error")
-                    )
-                if not origin_sent:
-                    origin_sent = True
-                    info = chunk.get("kubechat") or {}
-                    yield Origin(
-                        str(info.get("pod", "")), str(info.get("node", "")), str(info.get("model", ""))
-                    )
-                for choice in chunk.get("choices", []):
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield Delta(text)
+            yield from self._events() if self._streamed else self._whole()
         except TransportError as error:
-            raise unavailable(self._model, f"stream broke: {type(error).__name__}") from error
+            raise unavailable(self._model, f"the answer broke off: {type(error).__name__}") from error
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise ApiError(
+                502, f"The model server's answer was malformed ({error}).", "model_error"
+            ) from error
+
+    def _whole(self) -> Iterator[Delta | Origin]:
+        completion = self._response.json()
+        yield _origin(completion.get("kubechat"))
+        text = completion["choices"][0]["message"].get("content")
+        if text:
+            yield Delta(text)
+
+    def _events(self) -> Iterator[Delta | Origin]:
+        origin_sent = done = False
+        for line in self._response.iter_lines():
+            # After [DONE], read on to the end of the body: only a fully read response lets its
+            # connection go back to the pool (a fresh connection per turn costs more than the rest).
+            if done or not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                done = True
+                continue
+            chunk = json.loads(payload)
+            if "error" in chunk:
+                error = chunk["error"]
+                raise ApiError(502, str(error.get("message", error)), str(error.get("code") or "model_error"))
+            if not origin_sent:
+                origin_sent = True
+                yield _origin(chunk.get("kubechat"))
+            for choice in chunk.get("choices", []):
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield Delta(text)
 
     def close(self) -> None:
         self._response.close()
@@ -135,14 +151,20 @@ class ModelClient:
         return response
 
     def chat(
-        self, model: str, messages: list[dict[str, str]], persona: dict[str, Any] | None = None
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        persona: dict[str, Any] | None = None,
+        *,
+        stream: bool = True,
     ) -> ChatStream:
-        """Start a streamed chat completion; raises `ApiError` if the model refuses or cannot be reached."""
-        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        """Start a chat completion, streamed unless a caller wants only the whole answer (one response
+        instead of a wake-up per token); raises `ApiError` if the model refuses or cannot be reached."""
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
         if persona:
             fields = ("character", "world", "scratchpad")
             body["kubechat"] = {"persona": {k: persona[k] for k in fields}}
-        return ChatStream(model, self.open(model, body))
+        return ChatStream(model, self.open(model, body), streamed=stream)
 
     def ready(self, model: str) -> tuple[bool, str]:
         """Whether the model's server passes its own readiness check, and why not."""

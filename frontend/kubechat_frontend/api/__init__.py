@@ -44,7 +44,7 @@ def owned_conversation(session_id: str) -> Conversation:
     return conversation
 
 
-def turn_from_request() -> conversations.Turn:
+def turn_from_request(*, stream: bool) -> conversations.Turn:
     """Validate the chat request, find or start its session, and start asking the model."""
     svc = services()
     body = json_body()
@@ -59,21 +59,26 @@ def turn_from_request() -> conversations.Turn:
         conversation = conversations.start(svc, g.identity.id, body.get("model"), body.get("persona"))
         log_fields()["session"] = conversation.id
     log_fields()["model"] = conversation.model
-    return conversations.Turn(svc, conversation, text)
+    return conversations.Turn(svc, conversation, text, stream=stream)
 
 
 @bp.post("/api/chat")
 def chat() -> Response:
-    turn = turn_from_request()
+    turn = turn_from_request(stream=False)  # the whole answer is all this caller wants
     answer = conversations.collect(turn)
     o = turn.origin
-    log_fields().update(pod=o.pod, node=o.node)
-    return jsonify(session_id=turn.conversation.id, response=answer, pod=o.pod, node=o.node, model=o.model)
+    log_fields().update(pod=o.pod, node=o.node, upstream_ms=turn.upstream_ms)
+    response = jsonify(
+        session_id=turn.conversation.id, response=answer, pod=o.pod, node=o.node, model=o.model
+    )
+    # The model server's share, so that clients (and bench/frontend) can tell it from the frontend's own.
+    response.headers["Server-Timing"] = f"upstream;dur={turn.upstream_ms}"
+    return response
 
 
 @bp.post("/api/chat/stream")
 def chat_stream() -> Response:
-    turn = turn_from_request()
+    turn = turn_from_request(stream=True)
     return conversations.sse_response(turn, log_fields())
 
 
