@@ -111,9 +111,8 @@ def load_progress(observed: Observed) -> Manifest:
             "stage": str(report.get("stage", "")),
             "message": str(report.get("message", "")),
         }
-        for key in ("percent",):
-            if isinstance(report.get(key), int | float):
-                entry[key] = float(report[key])
+        if isinstance(report.get("percent"), int | float):
+            entry["percent"] = float(report["percent"])
         for key in ("bytesDone", "bytesTotal"):
             if isinstance(report.get(key), int):
                 entry[key] = report[key]

@@ -101,3 +101,11 @@ def test_transitions_are_recorded_as_events_on_the_chatmodel(
     )
     assert events[0]["involvedObject"]["name"] == "m0"
     assert events[0]["source"]["component"] == "kubechat-operator"
+
+
+def test_cluster_wide_operator_serves_any_namespace(
+    kubectl: Kubectl, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    start_operator("--all-namespaces")
+    kubectl.apply(models(1))
+    kubectl.wait_phase("chatmodel", "m0", "Ready")
