@@ -127,7 +127,8 @@ class ModelClient:
     def resolve(self, name: str | None) -> str:
         """The model's name (the default when `name` is empty); 400 for a model this frontend lacks."""
         name = name or self.default
-        if name not in self._models:
+        # Any JSON may arrive as the name (a list, an object): only a string can name a model.
+        if not isinstance(name, str) or name not in self._models:
             offered = ", ".join(self._models) or "none configured"
             raise ApiError(400, f"Unknown model {name!r}; this frontend offers: {offered}.", "unknown_model")
         return name

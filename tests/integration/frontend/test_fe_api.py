@@ -33,6 +33,8 @@ def test_chat_answers_with_the_answering_pod_and_continues_the_session(gateway, 
         model_server.name,
     )
     assert isinstance(answer["response"], str)
+    # The model server's share of the round trip, so callers can tell the frontend's own time from it.
+    assert float(first.headers["Server-Timing"].removeprefix("upstream;dur=")) > 0
 
     follow_up = {"message": "What should I see in Paris?", "session_id": answer["session_id"]}
     second = httpx.post(url + "/api/chat", json=follow_up, headers=user, timeout=120)
@@ -167,7 +169,7 @@ def test_request_logs_are_json_lines_without_message_bodies(gateway):
     entries = [e for e in gateway.log_lines() if e.get("logger") == "kubechat_frontend.access"]
     chat = [e for e in entries if e["path"] == "/api/chat"][-1]
     assert chat["status"] == 200 and chat["caller"].startswith("key:") and chat["duration_ms"] > 0
-    assert chat["pod"] and chat["model"]
+    assert chat["pod"] and chat["model"] and 0 < chat["upstream_ms"] <= chat["duration_ms"]
     log_text = gateway.log.read_text()
     assert secret not in log_text
     assert gateway.user_key not in log_text
