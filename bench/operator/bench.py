@@ -191,6 +191,8 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the operator and the control plane.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     for count in args.count or [100]:
         # A fresh control plane per size, so that one run's objects do not slow the next.
@@ -200,7 +202,8 @@ def main() -> int:
             try:
                 os.environ["KUBECONFIG"] = str(plane.kubeconfig)
                 kube = Kube.connect(pool_size=WORKERS * 2)
-                for node in bench_nodes(max(1, count // 400 + 1)):
+                # Room for the baseline's pods and the operator's (both stay until the end).
+                for node in bench_nodes(2 * count // 400 + 1):
                     kube.request("POST", "/api/v1/nodes", body=node)
                 plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
                 plane.kubectl(
