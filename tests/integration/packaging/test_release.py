@@ -69,9 +69,7 @@ def workload_namespace(plane: ControlPlane) -> Iterator[str]:
 @pytest.fixture
 def operator(release: str, run_deployment: Callable[..., LocalProcess]) -> LocalProcess:
     """The chart's operator Deployment, run here as a process with its ServiceAccount's token."""
-    process = run_deployment(OPERATOR, RELEASE_NAMESPACE)
-    process.wait_http(process.spec.url(health_port(process), "/healthz"), timeout=60)
-    return process
+    return start_operator(run_deployment)
 
 
 def health_port(process: LocalProcess) -> int:
@@ -84,25 +82,50 @@ def status_of(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict:
     return kubectl.get(kind, name, namespace).get("status") or {}
 
 
+def start_operator(run_deployment: Callable[..., LocalProcess]) -> LocalProcess:
+    process = run_deployment(OPERATOR, RELEASE_NAMESPACE)
+    process.wait_http(process.spec.url(health_port(process), "/healthz"), timeout=60)
+    return process
+
+
+def assert_reconciles_quickstart(operator: LocalProcess, kubectl: Kubectl, namespace: str) -> None:
+    """examples/quickstart.yaml becomes Ready, with no 403 in the operator's log (it runs with the token of
+    the chart's ServiceAccount, so any rule the chart lacks would show up as one)."""
+    kubectl.run("apply", "-n", namespace, "-f", str(REPO_ROOT / "examples" / "quickstart.yaml"))
+
+    def ready(kind: str, name: str) -> bool:
+        return status_of(kubectl, kind, name, namespace).get("phase") == "Ready"
+
+    wait_for(lambda: ready("chatmodel", "quickstart"), 90, "ChatModel quickstart Ready")
+    wait_for(lambda: ready("chatfrontend", "quickstart-chat"), 90, "ChatFrontend quickstart-chat Ready")
+    deployments = json.loads(kubectl.run("get", "deployments", "-n", namespace, "-o", "json"))
+    assert {d["metadata"]["name"] for d in deployments["items"]} == {"quickstart", "quickstart-chat"}
+    log = operator.log_path.read_text()
+    assert "Forbidden" not in log and " 403" not in log, operator.log_tail(60)
+
+
 def test_installed_operator_reconciles_the_quickstart_example_with_only_the_charts_rbac(
     operator: LocalProcess, kubectl: Kubectl, workload_namespace: str
 ) -> None:
     assert health_port(operator) == 8081, operator.spec.argv
-    kubectl.run("apply", "-n", workload_namespace, "-f", str(REPO_ROOT / "examples" / "quickstart.yaml"))
-
-    def ready(kind: str, name: str) -> bool:
-        return status_of(kubectl, kind, name, workload_namespace).get("phase") == "Ready"
-
-    wait_for(lambda: ready("chatmodel", "quickstart"), 90, "ChatModel quickstart Ready")
-    wait_for(lambda: ready("chatfrontend", "quickstart-chat"), 90, "ChatFrontend quickstart-chat Ready")
-    deployments = json.loads(kubectl.run("get", "deployments", "-n", workload_namespace, "-o", "json"))
-    assert {d["metadata"]["name"] for d in deployments["items"]} == {"quickstart", "quickstart-chat"}
-    # The operator ran as the chart's ServiceAccount: any rule the chart lacks would show up as a 403.
-    log = operator.log_path.read_text()
-    assert "Forbidden" not in log and " 403" not in log, operator.log_tail(60)
+    assert_reconciles_quickstart(operator, kubectl, workload_namespace)
     metrics_port = next(p for p in operator.spec.ports if p != health_port(operator))
     with urllib.request.urlopen(operator.spec.url(metrics_port, "/metrics"), timeout=10) as response:
         assert response.status == 200
+
+
+def test_namespaced_install_reconciles_with_roles_in_the_watched_namespace_only(
+    helm: Helm, kubectl: Kubectl, workload_namespace: str, run_deployment: Callable[..., LocalProcess]
+) -> None:
+    try:
+        install(helm, CHART, "--set-json", f'operator.watchNamespaces=["{workload_namespace}"]')
+        roles = kubectl.run("get", "roles", "-A", "-l", INSTANCE_SELECTOR, "-o", "name").split()
+        assert roles == ["role.rbac.authorization.k8s.io/kubechat"]
+        operator = start_operator(run_deployment)
+        assert f"--namespace={workload_namespace}" in operator.spec.argv
+        assert_reconciles_quickstart(operator, kubectl, workload_namespace)
+    finally:
+        install(helm)  # back to the default, cluster-wide release for the tests that follow
 
 
 def test_helm_test_hook_checks_the_operator_through_its_service(
