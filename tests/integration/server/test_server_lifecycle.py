@@ -99,8 +99,8 @@ def test_server_reports_load_progress_to_the_configmap(tmp_path, tiny_godel_dir)
 
 @pytest.fixture(scope="module")
 def strict_server():
-    """One request at a time, a queue of one, and a one-second timeout."""
-    args = ["--max-batch-size", "1", "--max-queue", "1", "--request-timeout-s", "1"]
+    """One request at a time and a queue of one."""
+    args = ["--max-batch-size", "1", "--max-queue", "1"]
     with running_model_server(tiny_model_dir("llama"), args=args) as server:
         yield server
 
@@ -120,10 +120,11 @@ def test_full_queue_answers_429_with_retry_after_and_serves_the_rest(strict_serv
     assert refused.json()["error"]["code"] == "queue_full"
 
 
-def test_request_that_runs_past_its_timeout_gets_504(strict_server):
-    response = requests.post(
-        f"{strict_server.url}/v1/chat/completions", json={**LONG, "max_tokens": 1900}, timeout=60
-    )
+def test_request_that_runs_past_its_timeout_gets_504(tiny_llama_dir):
+    with running_model_server(tiny_llama_dir, args=["--request-timeout-s", "1"]) as server:
+        response = requests.post(
+            f"{server.url}/v1/chat/completions", json={**LONG, "max_tokens": 1900}, timeout=60
+        )
     assert response.status_code == 504, response.text
     assert response.json()["error"]["code"] == "timeout"
 
