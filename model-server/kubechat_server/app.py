@@ -37,7 +37,8 @@ def make_reporter(config: ServerConfig) -> ProgressReporter:
 
 
 class ServingMiddleware:
-    """Counts requests and their latency per route (streams until their last byte), refuses huge bodies."""
+    """Counts requests and their latency per route (streams until their last byte); refuses bodies over
+    ``max_body`` bytes with a 413, whether the client announced the size or sent chunks."""
 
     def __init__(self, app, metrics: ServerMetrics, max_body: int = MAX_BODY_BYTES):
         self.app, self.metrics, self.max_body = app, metrics, max_body
@@ -45,16 +46,25 @@ class ServingMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers", [])).get(b"content-length", b"")
-        too_large = APIError(413, f"the request body is over {self.max_body} bytes", "request_too_large")
+        too_large = error_response(
+            APIError(413, f"the request body is over {self.max_body} bytes", "request_too_large")
+        )
+        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.max_body:
-            return await error_response(too_large)(scope, receive, send)
-        if not length.isdigit():
-            # A chunked body says nothing of its size up front: read it up to the limit, then replay it.
-            bounded = await self._bounded_body(receive)
-            if bounded is None:
-                return await error_response(too_large)(scope, receive, send)
-            receive = bounded
+            return await too_large(scope, receive, send)
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            # Read the (bounded) body first, so an endless chunked upload is cut off at the limit.
+            body = bytearray()
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > self.max_body:
+                    return await too_large(scope, receive, send)
+            receive = _replay(bytes(body), receive)
         started = time.monotonic()
         status = {"code": 500}
 
@@ -71,22 +81,19 @@ class ServingMiddleware:
             self.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
             self.metrics.latency.labels(endpoint=endpoint).observe(time.monotonic() - started)
 
-    async def _bounded_body(self, receive):
-        """A `receive` that replays the whole body, or None when it is over `max_body` bytes."""
-        messages, size = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if size > self.max_body:
-                return None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                break
 
-        async def replay():
-            return messages.pop(0) if messages else await receive()
+def _replay(body: bytes, receive):
+    """An ASGI ``receive`` that hands the app the body read already, then the client's later messages."""
+    sent = False
 
-        return replay
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def create_app(config: ServerConfig | None = None, **overrides) -> FastAPI:
