@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.support.frontend import Keys, ServedModel, make_keys, run_frontend, served_model
 
 pytestmark = pytest.mark.slow
-EXAMPLES = int(os.environ.get("KUBECHAT_FAULT_EXAMPLES", "20")) * 5
+EXAMPLES = int(os.environ.get("KUBECHAT_FAULT_EXAMPLES", "20")) * 3
 
 ODD_TEXT = st.one_of(
     st.text(max_size=50),
