@@ -44,9 +44,11 @@ CLUSTER_KINDS = "clusterroles,clusterrolebindings"
 
 
 def install(helm: Helm, chart: Path = CHART, *args: str) -> None:
+    """Install or upgrade to `chart` with exactly `args` (--reset-values: a plain `helm upgrade` would
+    silently keep the values of the previous revision)."""
     helm(
         "upgrade", "--install", RELEASE, str(chart), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
-        "--wait", "--timeout=120s", *args,
+        "--wait", "--timeout=120s", "--reset-values", *args,
     )  # fmt: skip
 
 
