@@ -47,7 +47,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(days=30),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session; a tab left open still works
         WTF_CSRF_SSL_STRICT=settings["COOKIE_SECURE"],
-        JSON_SORT_KEYS=False,
     )
     if settings["TRUSTED_PROXIES"]:
         app.wsgi_app = ProxyFix(

@@ -123,12 +123,20 @@ def test_new_conversation_with_a_persona_starts_empty(browser, frontend):
     picked = browser.find_element(By.CSS_SELECTOR, "#persona-picker option:checked")
     assert picked.get_attribute("value") == "Tavern keeper"
 
+    assert not browser.find_element(By.ID, "end-chat-link").is_displayed()  # nothing to delete yet
     browser.find_element(By.ID, "prompt").send_keys("who are you?" + Keys.ENTER)
     wait_answer_done(browser, 1)
     browser.refresh()
-    assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")] == [
-        "who are you?"
-    ]
+    users = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")]
+    assert users == ["who are you?"]
+
+    # Ending the conversation deletes it (after asking).
+    browser.find_element(By.CSS_SELECTOR, "#end-chat-link button").click()
+    WebDriverWait(browser, 5).until(lambda b: b.switch_to.alert)
+    browser.switch_to.alert.accept()
+    WebDriverWait(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, ".message.user"))
+    browser.refresh()
+    assert browser.find_elements(By.CSS_SELECTOR, ".message.user") == []
 
 
 def test_stop_button_ends_the_answer_and_keeps_what_was_shown(browser, frontend):

@@ -105,6 +105,12 @@
     }
   }
 
+  // The server now holds this conversation: picking anew asks first, and it can be deleted.
+  function conversationSaved() {
+    newChat.dataset.hasMessages = "true";
+    document.getElementById("end-chat-link").hidden = false;
+  }
+
   function setBusy(busy) {
     sendButton.hidden = busy;
     stopButton.hidden = !busy;
@@ -169,14 +175,14 @@
       renderMarkdown(bubble, answerText);
       answer.classList.remove("pending");
       answer.classList.add("done");
-      newChat.dataset.hasMessages = "true";
+      conversationSaved();
     } catch (error) {
       cancelAnimationFrame(frame);
       if (error && error.name === "AbortError") {
         renderMarkdown(bubble, answerText);
         answer.classList.remove("pending");
         answer.classList.add("stopped");
-        if (answerText) newChat.dataset.hasMessages = "true";
+        if (answerText) conversationSaved();
       } else {
         showError(answer, text, error instanceof TypeError ? { message: "Could not reach the server." } : error);
       }
@@ -225,6 +231,10 @@
     if (newChat.dataset.hasMessages === "true" && !confirm("Start a new conversation? This one will be deleted.")) {
       event.preventDefault();
     }
+  });
+
+  document.getElementById("end-chat").addEventListener("submit", (event) => {
+    if (!confirm("Delete this conversation?")) event.preventDefault();
   });
 
   // Server-rendered history arrives as escaped text; give it the same formatting as live answers.
