@@ -20,7 +20,8 @@ def quickstart_processes() -> list[str]:
 
 
 def test_quickstart_ends_with_an_answer_from_the_local_frontend_and_cleans_up() -> None:
-    assert not quickstart_processes(), "a quick start is already running here"
+    running = quickstart_processes()
+    assert not running, f"a quick start is already running here: {running}"
     try:
         done = subprocess.run(
             [REPO_ROOT / "hack" / "quickstart", "--check"],
@@ -43,7 +44,8 @@ def test_quickstart_ends_with_an_answer_from_the_local_frontend_and_cleans_up() 
     # The answer came from the model-server process the Deployment describes (its downward-API pod name).
     assert answer["pod"] == "quickstart-local" and answer["node"] == "localhost"
     assert "gibberish" in output and "microsoft/GODEL-v1_1-base-seq2seq" in output
-    assert not quickstart_processes(), "the quick start left processes behind"
+    left = quickstart_processes()
+    assert not left, f"the quick start left processes behind: {left}"
     # The frontend's sqlite:////data/history.db lives in the local stand-in for its /data volume.
     assert (
         cache_dir("quickstart") / "pods" / "quickstart-chat" / "volumes" / "data" / "history.db"
