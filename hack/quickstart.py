@@ -204,6 +204,7 @@ kubechat quick start is up (logs: {state / "logs"}).
 
   chat page   {url}
   chat API    curl -s {url}/api/chat -H 'Content-Type: application/json' -d '{{"message": "Hi!"}}'
+  OpenAI API  {url}/v1  (model "{MODEL}"; any OpenAI client)
   kubectl     export KUBECONFIG={os.environ["KUBECONFIG"]}; kubectl get kubechat
 
 You:   {QUESTION}

@@ -122,3 +122,12 @@ def test_chart_packages_with_its_crds(chart_tool: Helm, tmp_path: Path) -> None:
         names = tar.getnames()
     assert {"kubechat/files/crds/chatmodels.yaml", "kubechat/files/crds/chatfrontends.yaml"} <= set(names)
     assert "kubechat/values.schema.json" in names
+
+
+def test_chart_app_version_is_the_project_version_hack_images_tags() -> None:
+    import tomllib
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    # The chart's default image tags are its appVersion; hack/images tags images with the project version.
+    assert chart["appVersion"] == project["version"]
