@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+MIN_TEMPERATURE = 1e-6
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -59,11 +61,14 @@ class RowSampler:
 
 
 def _sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
-    probs = torch.softmax(logits / params.temperature, dim=-1)
+    # A temperature near 0 (a valid request) would overflow the division into inf/NaN: it is argmax anyway.
+    probs = torch.softmax(logits / max(params.temperature, MIN_TEMPERATURE), dim=-1)
     if params.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+        # Keep the smallest prefix whose mass reaches top_p (always at least the top token, also for a
+        # top_p so small that it is 0 in float32).
         outside = sorted_probs.cumsum(-1) - sorted_probs >= params.top_p
+        outside[0] = False
         sorted_probs[outside] = 0.0
         probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
     return torch.multinomial(probs, 1, generator=generator)[0]
