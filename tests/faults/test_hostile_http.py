@@ -167,3 +167,15 @@ def test_seed_apis_refuse_control_tags_too(format_server) -> None:
     assert godel.status_code == 400, godel.text
     # The Llama-2 seed answers per dialog: an unsafe dialog gets the seed's error text, not a generation.
     assert llama.status_code == 400 or "special tags are not allowed" in llama.text, llama.text
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"temperature": 1e-300}, {"top_p": 1e-300}, {"temperature": 5e-324, "top_p": 5e-324}],
+)
+def test_sampling_parameters_at_the_edge_of_float_range_answer_not_500(llama_server, parameters) -> None:
+    # Found by the soak's generated requests: valid values that are 0 (or overflow) in float32.
+    chat = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, **parameters}
+    assert requests.post(f"{llama_server.url}/v1/chat/completions", json=chat, timeout=60).status_code == 200
+    generate = {"prompts": ["Hello"], "parameters": {"max_gen_len": 4, **parameters}}
+    assert requests.post(f"{llama_server.url}/generate", json=generate, timeout=60).status_code == 200

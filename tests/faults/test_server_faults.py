@@ -30,7 +30,7 @@ SHORT = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
 @pytest.fixture(scope="module")
 def one_slot_server() -> Iterator[RunningServer]:
     """One generation at a time, so a slot still held by an abandoned request would block the next one."""
-    args = ["--max-batch-size", "1", "--max-queue", "4", "--request-timeout-s", "30"]
+    args = ["--max-batch-size", "1", "--max-queue", "4", "--request-timeout-s", "300"]
     with running_model_server(tiny_model_dir("llama"), args=args) as server:
         yield server
 
