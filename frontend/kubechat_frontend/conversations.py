@@ -14,11 +14,15 @@ from flask import Response
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import Conversation, Message
+from kubechat_frontend.text import clean_text
 from kubechat_frontend.upstream import ChatStream, Delta, Origin
 
 
 def validate_message(text: Any, max_chars: int) -> str:
-    """The user's message, or 400 when it is missing or empty and 413 when it is longer than allowed."""
+    """The user's message (cleaned of control characters), or 400 when it is missing or empty and 413 when
+    it is longer than allowed."""
+    if isinstance(text, str):
+        text = clean_text(text)
     if not isinstance(text, str) or not text.strip():
         raise ApiError(400, "The message is empty.", "empty_message")
     if len(text) > max_chars:
@@ -31,7 +35,8 @@ def start(
 ) -> Conversation:
     """A new conversation with the chosen (or default) model and persona ("" = the model's own)."""
     persona = persona or ""
-    if persona and persona not in services.personas:
+    # Any JSON may arrive as the name (a list, an object): only a string can name a persona.
+    if not isinstance(persona, str) or (persona and persona not in services.personas):
         raise ApiError(400, f"Unknown persona {persona!r}.", "unknown_persona")
     conversation = Conversation(
         id=secrets.token_urlsafe(18), owner=owner, model=services.models.resolve(model), persona=persona

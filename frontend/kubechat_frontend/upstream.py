@@ -9,6 +9,7 @@ from typing import Any
 
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.http_pool import ConnectionPool, TransportError, UpstreamResponse
+from kubechat_frontend.text import clean_text
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ChatStream:
     def _whole(self) -> Iterator[Delta | Origin]:
         completion = self._response.json()
         yield _origin(completion.get("kubechat"))
-        text = completion["choices"][0]["message"].get("content")
+        text = clean_text(completion["choices"][0]["message"].get("content") or "")
         if text:
             yield Delta(text)
 
@@ -104,7 +105,7 @@ class ChatStream:
                 origin_sent = True
                 yield _origin(chunk.get("kubechat"))
             for choice in chunk.get("choices", []):
-                text = (choice.get("delta") or {}).get("content")
+                text = clean_text((choice.get("delta") or {}).get("content") or "")
                 if text:
                     yield Delta(text)
 

@@ -124,6 +124,8 @@ def test_ending_a_session_forgets_its_history(gateway):
         ({"message": "x" * 1001}, 413, "message_too_long"),
         ({"message": "hi", "model": "no-such-model"}, 400, "unknown_model"),
         ({"message": "hi", "persona": "no-such-persona"}, 400, "unknown_persona"),
+        ({"message": "hi", "persona": ["bard"]}, 400, "unknown_persona"),
+        ({"message": "hi", "model": {"name": "llama"}}, 400, "unknown_model"),
     ],
 )
 def test_bad_chat_requests_are_refused_with_4xx(gateway, body, status, code):

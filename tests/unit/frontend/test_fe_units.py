@@ -5,6 +5,7 @@ from kubechat_frontend.conversations import validate_message
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.store import _with_password
 from kubechat_frontend.store.base import window_of
+from kubechat_frontend.text import clean_text
 
 
 def test_replicas_agree_on_the_window_and_its_remaining_time():
@@ -34,3 +35,11 @@ def test_empty_or_oversized_messages_are_refused(text, status):
 
 def test_a_message_within_the_limit_is_kept_verbatim():
     assert validate_message("  hi\n", max_chars=10) == "  hi\n"
+
+
+def test_control_characters_are_removed_and_line_breaks_unified():
+    # NUL would not survive PostgreSQL or a browser's HTML parser; CR would come back as LF after a reload.
+    assert clean_text("a\x00b\r\nc\rd\te\x1bf\x7f") == "ab\nc\nd\tef"
+    assert validate_message("hi\x00 there", max_chars=10) == "hi there"
+    with pytest.raises(ApiError):
+        validate_message("\x00\x01", max_chars=10)
