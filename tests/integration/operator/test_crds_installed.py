@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import pytest
-from operator_harness import Kubectl
+from operator_harness import Kubectl, wait_until
 
 pytestmark = pytest.mark.controlplane
 
 
+def _explain(kubectl: Kubectl, field: str) -> str:
+    # The apiserver publishes a new CRD's OpenAPI a moment after the CRD is Established.
+    return wait_until(
+        lambda: (r := kubectl("explain", field, check=False)).returncode == 0 and r.stdout,
+        30,
+        f"explain {field}",
+    )
+
+
 def test_kubectl_explain_documents_nested_fields(kubectl: Kubectl) -> None:
-    generation = kubectl("explain", "chatmodel.spec.generation").stdout
+    generation = _explain(kubectl, "chatmodel.spec.generation")
     assert "Generation defaults" in generation
     assert "maxNewTokens" in generation
-    gpu = kubectl("explain", "chatmodel.spec.resources.gpu.resourceName").stdout
+    gpu = _explain(kubectl, "chatmodel.spec.resources.gpu.resourceName")
     assert "nvidia.com/gpu" in gpu
-    service = kubectl("explain", "chatfrontend.spec.service.nodePort").stdout
+    service = _explain(kubectl, "chatfrontend.spec.service.nodePort")
     assert "NodePort only" in service
 
 
