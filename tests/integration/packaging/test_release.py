@@ -98,8 +98,8 @@ def assert_reconciles_quickstart(operator: LocalProcess, kubectl: Kubectl, names
     def ready(kind: str, name: str) -> bool:
         return status_of(kubectl, kind, name, namespace).get("phase") == "Ready"
 
-    wait_for(lambda: ready("chatmodel", "quickstart"), 90, "ChatModel quickstart Ready")
-    wait_for(lambda: ready("chatfrontend", "quickstart-chat"), 90, "ChatFrontend quickstart-chat Ready")
+    wait_for(lambda: ready("chatmodel", "quickstart"), 180, "ChatModel quickstart Ready")
+    wait_for(lambda: ready("chatfrontend", "quickstart-chat"), 180, "ChatFrontend quickstart-chat Ready")
     deployments = json.loads(kubectl.run("get", "deployments", "-n", namespace, "-o", "json"))
     assert {d["metadata"]["name"] for d in deployments["items"]} == {"quickstart", "quickstart-chat"}
     log = operator.log_path.read_text()
