@@ -120,7 +120,7 @@ def running_model_server(
         "1",
         *args,
     ]
-    child_env = python_env(POD_NAME="test-pod", NODE_NAME="test-node", **dict(env or {}))
+    child_env = python_env(**{"POD_NAME": "test-pod", "NODE_NAME": "test-node", **dict(env or {})})
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             command, env=child_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
