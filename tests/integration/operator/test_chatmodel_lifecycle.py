@@ -210,3 +210,23 @@ def test_deleting_the_chatmodel_removes_every_child(kubectl: Kubectl, operator: 
     wait_until(
         lambda: not kubectl.items(kinds, "kubechat.dev/chatmodel=tiny"), 60, "every child garbage-collected"
     )
+
+
+def test_autoscaling_creates_an_hpa_on_the_chatmodel_and_removing_it_deletes_the_hpa(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl.apply(
+        CPU_MODEL.replace("replicas: 1", "replicas: 1\n  autoscaling: {minReplicas: 1, maxReplicas: 3}")
+    )
+    hpa = wait_until(lambda: kubectl.get("hpa", "tiny"), 30, "the HPA")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "kubechat.dev/v1alpha1",
+        "kind": "ChatModel",
+        "name": "tiny",
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    kubectl(
+        "patch", "chatmodel", "tiny", "--type=json", "-p", '[{"op": "remove", "path": "/spec/autoscaling"}]'
+    )
+    wait_until(lambda: kubectl.get("hpa", "tiny") is None, 30, "the HPA pruned")
+    assert kubectl.get("deployment", "tiny") is not None
