@@ -34,6 +34,7 @@ class ServerConfig:
     """Everything the server reads at start; ``None`` generation values mean "the model family's default"."""
 
     model_id: str = ""
+    model_revision: str = ""  # a Hub branch, tag or commit; empty = the default branch
     served_model_name: str = ""
     architecture: str = "auto"
     prompt_format: str = "auto"
@@ -100,6 +101,7 @@ def _stop(raw: str) -> tuple[str, ...]:
 
 _ENV: dict[str, tuple[str, Any]] = {
     "KUBECHAT_MODEL_ID": ("model_id", str),
+    "KUBECHAT_MODEL_REVISION": ("model_revision", str),
     "KUBECHAT_SERVED_MODEL_NAME": ("served_model_name", str),
     "KUBECHAT_ARCHITECTURE": ("architecture", str),
     "KUBECHAT_PROMPT_FORMAT": ("prompt_format", str),

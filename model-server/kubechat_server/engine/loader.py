@@ -79,8 +79,9 @@ def hub_token() -> str | None:
     return os.environ.get("HF_TOKEN") or None
 
 
-def resolve_model_path(model_id: str, reporter: ProgressReporter) -> str:
-    """A local directory holding the model: ``model_id`` itself, or the Hub snapshot after downloading it."""
+def resolve_model_path(model_id: str, reporter: ProgressReporter, revision: str | None = None) -> str:
+    """A local directory holding the model: ``model_id`` itself, or the Hub snapshot (at ``revision``)
+    after downloading it."""
     if Path(model_id).is_dir():
         return model_id
     from huggingface_hub import HfApi, snapshot_download
@@ -88,8 +89,8 @@ def resolve_model_path(model_id: str, reporter: ProgressReporter) -> str:
 
     if HF_HUB_OFFLINE:
         # Offline: only what the cache (the PVC) already holds.
-        return snapshot_download(model_id, token=hub_token(), local_files_only=True)
-    info = HfApi().model_info(model_id, files_metadata=True, token=hub_token())
+        return snapshot_download(model_id, revision=revision, token=hub_token(), local_files_only=True)
+    info = HfApi().model_info(model_id, revision=revision, files_metadata=True, token=hub_token())
     names = [s.rfilename for s in info.siblings or []]
     weights = ["*.safetensors"] if any(n.endswith(".safetensors") for n in names) else ["*.bin"]
     patterns = HUB_FILES + weights + ["tokenizer*"]
@@ -98,7 +99,7 @@ def resolve_model_path(model_id: str, reporter: ProgressReporter) -> str:
     watcher = DownloadWatcher(repo_dir, total, reporter, model_id)
     watcher.start()
     try:
-        return snapshot_download(model_id, token=hub_token(), allow_patterns=patterns)
+        return snapshot_download(model_id, revision=revision, token=hub_token(), allow_patterns=patterns)
     finally:
         watcher.stop()
 
@@ -156,7 +157,7 @@ def load_model(config: ServerConfig, reporter: ProgressReporter) -> LoadedModel:
 
     if not config.model_id:
         raise ModelLoadError("no model configured: set KUBECHAT_MODEL_ID or --model")
-    path = resolve_model_path(config.model_id, reporter)
+    path = resolve_model_path(config.model_id, reporter, config.model_revision or None)
     reporter.update("loading", f"loading {config.model_id}")
     model_config = AutoConfig.from_pretrained(path, token=hub_token())
     detected = "seq2seq" if getattr(model_config, "is_encoder_decoder", False) else "causal"

@@ -15,6 +15,7 @@ def test_contract_env_vars_fill_the_config():
     config = config_from_env(
         {
             "KUBECHAT_MODEL_ID": "microsoft/GODEL-v1_1-base-seq2seq",
+            "KUBECHAT_MODEL_REVISION": "v1.1",
             "KUBECHAT_PROMPT_FORMAT": "godel",
             "KUBECHAT_INSTRUCTION": "respond empathically",
             "KUBECHAT_PERSONA_CHARACTER": "a tavern keeper",
@@ -28,7 +29,7 @@ def test_contract_env_vars_fill_the_config():
             "NODE_NAME": "gpu-0",
         }
     )
-    assert config.model_name == "GODEL-v1_1-base-seq2seq"
+    assert config.model_name == "GODEL-v1_1-base-seq2seq" and config.model_revision == "v1.1"
     assert config.persona == Persona(character="a tavern keeper", scratchpad=True)
     assert (config.max_new_tokens, config.temperature, config.do_sample) == (64, 0.7, False)
     assert config.stop == ("\nUser:",) and config.max_batch_size == 32
