@@ -191,6 +191,7 @@ class ChatFrontendSpec(_Spec):
     models: list[ModelRef]
     title: str = "kubechat"
     greeting: str = "Hello! How can I help you today?"
+    secure_cookies: bool = True
     personas: list[FrontendPersona] = Field(default_factory=list)
     replicas: int = 1
     pod_annotations: dict[str, str] = Field(default_factory=dict)

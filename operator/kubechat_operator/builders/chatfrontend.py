@@ -44,6 +44,7 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
         "KUBECHAT_FRONTEND_MODELS": json.dumps(models),
         "KUBECHAT_FRONTEND_TITLE": spec.title,
         "KUBECHAT_FRONTEND_GREETING": spec.greeting,
+        "KUBECHAT_FRONTEND_COOKIE_SECURE": "true" if spec.secure_cookies else "false",
         "KUBECHAT_FRONTEND_PERSONAS": json.dumps(personas),
         "KUBECHAT_FRONTEND_STORE": spec.store.url,
         "KUBECHAT_FRONTEND_RATE_LIMIT": str(spec.rate_limit.requests_per_minute),
@@ -85,8 +86,9 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
             }
         )
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
-    # The frontend's health route is not part of the contract; a TCP probe holds for any version of it.
-    tcp_probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    # Readiness is the frontend's own /health, not /readyz (which follows the model): while a model loads
+    # or is down, the page must stay reachable to say so, instead of the Service losing its endpoints.
+    health_probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
     container: Manifest = {
         "name": COMPONENT,
         "image": spec.image or config.frontend_image,
@@ -95,8 +97,8 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
         "envFrom": [{"configMapRef": {"name": config_map_name(owner.name)}}],
         "env": [*downward_env(), *_secret_env(spec)],
         "resources": resource_block(spec.resources.requests, spec.resources.limits),
-        "livenessProbe": tcp_probe,
-        "readinessProbe": {**tcp_probe, "periodSeconds": 5},
+        "livenessProbe": health_probe,
+        "readinessProbe": {**health_probe, "periodSeconds": 5},
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }

@@ -38,6 +38,23 @@ def test_config_map_points_at_each_model_service(frontend_owner: Resource, confi
     assert data["KUBECHAT_FRONTEND_RATE_LIMIT"] == "60"
     assert data["KUBECHAT_FRONTEND_API_KEYS_FILE"] == "/etc/kubechat/api-keys/keys"
     assert data["KUBECHAT_FRONTEND_PORT"] == "8080"
+    assert data["KUBECHAT_FRONTEND_COOKIE_SECURE"] == "true"
+
+
+def test_plain_http_exposure_turns_secure_cookies_off(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    spec = {**SPEC, "service": {"type": "NodePort"}, "secureCookies": False}
+    data = _children(frontend_owner, config, spec)["ConfigMap"]["data"]
+    assert data["KUBECHAT_FRONTEND_COOKIE_SECURE"] == "false"
+
+
+def test_probes_use_the_frontends_own_health_so_a_model_outage_keeps_the_page_reachable(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    container = _children(frontend_owner, config, SPEC)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
 
 
 def test_first_model_is_the_default_when_none_is_marked(
