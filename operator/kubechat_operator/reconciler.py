@@ -12,9 +12,11 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from kubechat_operator import metrics
+from kubechat_operator.apply import apply_children, drifted_children, prune
 from kubechat_operator.config import OperatorConfig
 from kubechat_operator.events import post_event
 from kubechat_operator.kube import Kube, Manifest
+from kubechat_operator.spec import Resource
 from kubechat_operator.status import Blocker, transition_event, without_timestamps
 from kubechat_operator.workqueue import Key, Trigger
 
@@ -71,6 +73,32 @@ def apply_blocker(error: ApiException) -> Blocker | None:
     """A child the apiserver refuses (422/400: e.g. a malformed affinity) is bad input, not a crash."""
     if error.status in (400, 422):
         return Blocker("InvalidChild", f"the apiserver rejected a child: {error.body or error.reason}"[:1000])
+    return None
+
+
+def reconcile_children(
+    kube: Kube,
+    owner: Resource,
+    previous_status: Manifest,
+    desired: list[Manifest],
+    trigger: Trigger,
+    *,
+    autoscaled: bool,
+) -> Blocker | None:
+    """Apply a CR's desired children: all of them for a new generation or a fresh start (pruning an HPA no
+    longer asked for), else only those a watch event showed drifted. A refused child becomes a blocker."""
+    try:
+        if trigger.apply_all or previous_status.get("observedGeneration") != owner.generation:
+            apply_children(kube, desired)
+            if not autoscaled:
+                prune(kube, owner.namespace, owner.uid, [("HorizontalPodAutoscaler", owner.name)])
+        else:
+            apply_children(kube, desired, only=drifted_children(desired, trigger.children))
+    except ApiException as exc:
+        blocker = apply_blocker(exc)
+        if blocker is None:
+            raise
+        return blocker
     return None
 
 

@@ -88,7 +88,11 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
     # Readiness is the frontend's own /health, not /readyz (which follows the model): while a model loads
     # or is down, the page must stay reachable to say so, instead of the Service losing its endpoints.
-    health_probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    health_probe = {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    }
     container: Manifest = {
         "name": COMPONENT,
         "image": spec.image or config.frontend_image,

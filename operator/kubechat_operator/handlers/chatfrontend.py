@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from kubechat_operator.apply import apply_children, drifted_children, prune
 from kubechat_operator.builders import build_frontend_children
 from kubechat_operator.builders.chatfrontend import COMPONENT
 from kubechat_operator.builders.common import selector_string
@@ -14,8 +12,8 @@ from kubechat_operator.observe import frontend_blocker, observe_workload
 from kubechat_operator.reconciler import (
     RECHECK_BLOCKED_S,
     Runtime,
-    apply_blocker,
     now,
+    reconcile_children,
     spec_blocker,
     write_status,
 )
@@ -51,17 +49,9 @@ def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -
         blocker = frontend_blocker(kube, owner.namespace, spec)
     if spec is not None and blocker is None:
         desired = build_frontend_children(owner, spec, runtime.config)
-        try:
-            if trigger.apply_all or previous.get("observedGeneration") != owner.generation:
-                apply_children(kube, desired)
-                if spec.autoscaling is None:
-                    prune(kube, owner.namespace, owner.uid, [("HorizontalPodAutoscaler", owner.name)])
-            else:
-                apply_children(kube, desired, only=drifted_children(desired, trigger.children))
-        except ApiException as exc:
-            blocker = apply_blocker(exc)
-            if blocker is None:
-                raise
+        blocker = reconcile_children(
+            kube, owner, previous, desired, trigger, autoscaled=spec.autoscaling is not None
+        )
     observed = observe_workload(
         kube, owner.namespace, owner.name, selector_string(owner, COMPONENT), spec.replicas if spec else 0
     )

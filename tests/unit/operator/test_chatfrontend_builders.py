@@ -52,7 +52,9 @@ def test_plain_http_exposure_turns_secure_cookies_off(
 def test_probes_use_the_frontends_own_health_so_a_model_outage_keeps_the_page_reachable(
     frontend_owner: Resource, config: OperatorConfig
 ) -> None:
-    container = _children(frontend_owner, config, SPEC)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    container = _children(frontend_owner, config, SPEC)["Deployment"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
 
