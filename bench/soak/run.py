@@ -33,6 +33,11 @@ SCENARIOS = {
         ["tests/faults/test_hostile_http.py", "-k", "generated"],
         {"KUBECHAT_FAULT_EXAMPLES": "200"},
     ),
+    "hostile-frontend": (
+        "Hypothesis-generated requests against the frontend's JSON API, 300 cases of 3 requests",
+        ["tests/faults/test_hostile_frontend.py"],
+        {"KUBECHAT_FAULT_EXAMPLES": "100"},
+    ),
     "server": (
         "walk-aways and floods against a one-slot model server",
         ["tests/faults/test_server_faults.py"],
@@ -40,7 +45,7 @@ SCENARIOS = {
     ),
 }
 # Lines the tests print that are measurements.
-MARKERS = ("converged", "kills", "generated requests", "slot free", "full ", "random seed")
+MARKERS = ("converged", "kills", "generated requests", "generated cases", "slot free", "full ", "random seed")
 
 
 def run(name: str) -> str:
@@ -75,11 +80,17 @@ def main(argv: list[str]) -> int:
         "# Soak results (bench/soak/run.py)",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} CPU cores, "
-        f"Python {platform.python_version()}; other work shared the machine.",
+        f"Python {platform.python_version()}; other work shared the machine (date of the latest run).",
         "",
     ]
-    sections = [run(name) for name in names]
-    RESULTS.write_text("\n".join(header) + "\n" + "\n".join(sections))
+    # Scenarios not run this time keep their last results.
+    sections = dict.fromkeys(SCENARIOS, "")
+    if RESULTS.exists():
+        for block in RESULTS.read_text().split("\n## ")[1:]:
+            sections[block.split(":", 1)[0]] = "## " + block.rstrip("\n") + "\n"
+    for name in names:
+        sections[name] = run(name)
+    RESULTS.write_text("\n".join(header) + "\n" + "\n".join(s for s in sections.values() if s))
     print(RESULTS.read_text())
     return 0
 

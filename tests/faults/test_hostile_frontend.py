@@ -76,6 +76,7 @@ def frontend(tmp_path_factory) -> Iterator[tuple[str, Keys, ServedModel]]:
 def test_generated_api_requests_never_get_a_500_and_errors_are_json(frontend) -> None:
     url, keys, _ = frontend
     bad: list[str] = []
+    sent: list[int] = []
     with httpx.Client(base_url=url, headers=keys.user_headers, timeout=60) as client:
 
         @given(request=REQUESTS, session=st.one_of(ODD_TEXT, st.just("x" * 300)))
@@ -83,6 +84,7 @@ def test_generated_api_requests_never_get_a_500_and_errors_are_json(frontend) ->
             max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
         def send(request, session) -> None:
+            sent.append(1)
             path, body = request
             session = quote(session, safe="")
             for response in (
@@ -101,5 +103,6 @@ def test_generated_api_requests_never_get_a_500_and_errors_are_json(frontend) ->
                                f"without a JSON error: {response.text[:200]}")  # fmt: skip
 
         send()
+    print(f"{len(sent)} generated cases, {3 * len(sent)} requests")
     assert not bad, "\n".join(bad[:20])
     assert httpx.get(f"{url}/health", timeout=5).status_code == 200
