@@ -29,7 +29,6 @@ from kubechat_operator.builders import build_model_children  # noqa: E402
 from kubechat_operator.config import OperatorConfig  # noqa: E402
 from kubechat_operator.kube import Kube  # noqa: E402
 from kubechat_operator.spec import ChatModelSpec, Resource  # noqa: E402
-
 from tests.support.controlplane import ControlPlane, build  # noqa: E402
 from tests.support.procs import free_port, python_env  # noqa: E402
 

@@ -1,13 +1,10 @@
 """Fixtures of the fault suite, borrowed from the parts' own test helpers (nothing is redefined here).
 
-- control plane + namespace: tests/integration/conftest.py
+- control plane + namespace: tests/support/cluster_fixtures.py (registered for the whole suite)
 - CRDs, `kubectl` (namespaced, JSON reads) and `start_operator` (real operator processes):
   tests/integration/operator/conftest.py
 - real model servers on tiny models: tests/support/model_server.py
 - real PostgreSQL / Redis servers: tests/support/databases.py
-
-Caveat: pytest keeps one instance of a session fixture per conftest that defines it, so a run that collects
-both tests/integration and tests/faults starts a second control plane for the faults (about 20 s).
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ from pathlib import Path
 for part in ("operator", "packaging"):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / part))
 
-from tests.integration.conftest import control_plane, namespace  # noqa: E402, F401 - fixtures
 from tests.integration.operator.conftest import (  # noqa: E402, F401
     kubechat_crds,
     kubectl,

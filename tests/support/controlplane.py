@@ -1,7 +1,7 @@
 """Start and stop a real local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok, on free loopback ports, with certificates generated for the occasion.
 
-Two users share this code. The pytest fixture (`tests/integration/conftest.py`) runs one per session in a
+Two users share this code. The pytest fixture (`tests/support/cluster_fixtures.py`) runs one per session in a
 temporary directory; every child is in one process group and gets SIGKILL when the test process dies, so
 nothing survives a failed or interrupted run. `hack/control-plane up|down|status` runs one in the
 background for people (`python3 -m tests.support.controlplane up --state-dir DIR --bin-dir DIR`); its

@@ -8,8 +8,8 @@ import re
 
 import httpx
 import pytest
-from kubechat_frontend import create_app
 
+from kubechat_frontend import create_app
 from tests.support.frontend import run_frontend
 
 pytestmark = pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from kubechat_frontend.store import Conversation, Message, open_store
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import requests
+
 from kubechat_server.engine.prompts import UNSAFE_ERROR
 
 PARIS_ANSWER = """\

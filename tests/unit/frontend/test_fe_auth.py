@@ -3,6 +3,7 @@
 import os
 
 import pytest
+
 from kubechat_frontend.auth import KeyRing
 from kubechat_frontend.errors import ApiError
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from kubechat_frontend.config import load_settings
 
 

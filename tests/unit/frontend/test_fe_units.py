@@ -1,6 +1,7 @@
 """Small pure pieces: rate-limit windows, store URLs with passwords, message validation."""
 
 import pytest
+
 from kubechat_frontend.conversations import validate_message
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.store import _with_password

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from kubechat_operator.config import OperatorConfig
 from kubechat_operator.spec import Resource
 

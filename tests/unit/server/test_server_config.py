@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from kubechat_server.config import ConfigError, Persona, config_from_env
 
+from kubechat_server.config import ConfigError, Persona, config_from_env
 from tests.support.procs import python_env
 
 

@@ -8,6 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from kubechat_server.engine.loader import DownloadWatcher, folder_bytes
 from kubechat_server.progress import ConfigMapPatcher, ProgressReporter
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from transformers import AutoTokenizer
+
 from kubechat_server.config import Persona
 from kubechat_server.engine.prompts import (
     ContextBudgetError,
@@ -14,8 +16,6 @@ from kubechat_server.engine.prompts import (
     godel_query,
     make_format,
 )
-from transformers import AutoTokenizer
-
 from tests.support.tiny_models import tiny_model_dir
 
 PARIS_ANSWER = "Paris, the capital of France, is known for its stunning architecture."

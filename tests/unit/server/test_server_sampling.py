@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from kubechat_server.engine.sampling import RowSampler, SamplingParams, scan_stop
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for tests against a real local control plane (tests/support/controlplane.py).
+"""Fixtures for tests against a real local control plane (tests/support/controlplane.py), registered for
+the whole suite by tests/conftest.py so every folder shares one session control plane.
 
 - `control_plane` (session): a running etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok
   with nodes kwok-gpu-0, kwok-gpu-1 (2 `nvidia.com/gpu` each) and kwok-cpu-0. It has `.kubeconfig`,
