@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -167,9 +168,19 @@ def test_over_the_rate_limit_is_429_with_retry_after(model_server, tmp_path, key
 def test_request_logs_are_json_lines_without_message_bodies(gateway):
     secret = "zebra-umbrella-42"
     body = {"message": f"my password is {secret}"}
-    httpx.post(gateway.url + "/api/chat", json=body, headers=gateway.user_headers, timeout=120)
-    entries = [e for e in gateway.log_lines() if e.get("logger") == "kubechat_frontend.access"]
-    chat = [e for e in entries if e["path"] == "/api/chat"][-1]
+
+    def chat_entries() -> list[dict]:
+        access = [e for e in gateway.log_lines() if e.get("logger") == "kubechat_frontend.access"]
+        return [e for e in access if e["path"] == "/api/chat"]
+
+    before = len(chat_entries())
+    response = httpx.post(gateway.url + "/api/chat", json=body, headers=gateway.user_headers, timeout=120)
+    assert response.status_code == 200, response.text
+    # The access line is written when the response closes, which can be after the client has read it all.
+    deadline = time.monotonic() + 10
+    while len(chat_entries()) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    chat = chat_entries()[before]
     assert chat["status"] == 200 and chat["caller"].startswith("key:") and chat["duration_ms"] > 0
     assert chat["pod"] and chat["model"] and 0 < chat["upstream_ms"] <= chat["duration_ms"]
     log_text = gateway.log.read_text()
