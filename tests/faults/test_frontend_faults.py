@@ -3,8 +3,8 @@ cleanly (a JSON error, quickly, the process alive), succeed again once the datab
 of a completed exchange is lost. (The model server going down is
 tests/integration/frontend/test_fe_page.py::test_model_outage_gives_a_clear_retryable_error_and_loses_no_history.)
 
-The database restart is seen through a CuttableLink (tests/faults/netcut.py) in front of a real server:
-every connection reset, new ones refused for a while, then accepted again, the data intact."""
+The restart is real: the test's own PostgreSQL (fast shutdown) or Redis (append-only file) process is
+stopped, requests are made while it is down, and it is started again on the same port and data."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from netcut import cuttable_link
 
-from tests.support.databases import DatabaseServer, create_database, flush_redis
+from tests.support.databases import DatabaseServer, create_database, postgres, redis
 from tests.support.frontend import ServedModel, make_keys, run_frontend, served_model
 
 pytestmark = pytest.mark.slow
@@ -29,25 +28,21 @@ def model() -> Iterator[ServedModel]:
         yield server
 
 
-def store_url(kind: str, server: DatabaseServer, port: int) -> str:
+def store_url(kind: str, server: DatabaseServer) -> str:
     if kind == "postgresql":
-        database = create_database(server).rsplit("/", 1)[1]
-        return f"postgresql://{server.user}@127.0.0.1:{port}/{database}"
-    flush_redis(server)
-    return f"redis://127.0.0.1:{port}/0"
+        return create_database(server)
+    return f"redis://{server.host}:{server.port}/0"
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "redis"])
 def test_database_restart_mid_conversation_fails_cleanly_then_recovers_losing_no_exchange(
-    kind: str, model: ServedModel, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, model: ServedModel, tmp_path: Path
 ) -> None:
-    database: DatabaseServer = request.getfixturevalue(
-        {"postgresql": "postgres_server", "redis": "redis_server"}[kind]
-    )
     keys = make_keys(tmp_path)
-    with cuttable_link(database.host, database.port) as link:
+    # A database of the test's own: restarting the session's shared one would disturb other tests.
+    with postgres() if kind == "postgresql" else redis() as database:
         settings = {
-            "STORE": store_url(kind, database, link.port), "STORE_PASSWORD": database.password,
+            "STORE": store_url(kind, database), "STORE_PASSWORD": database.password,
             "MODELS": [{"name": model.name, "url": model.url}],
             "API_KEYS_FILE": keys.file, "SECRET_KEY": "s", "RATE_LIMIT": 10_000, "READY_CACHE_S": 0,
         }  # fmt: skip
@@ -61,7 +56,7 @@ def test_database_restart_mid_conversation_fails_cleanly_then_recovers_losing_no
             second = api.post("/api/chat", json={"message": "second question", "session_id": session})
             assert second.status_code == 200, second.text
 
-            link.cut()  # the database restarts: connections reset, new ones refused
+            database.stop()  # the restart begins: connections closed, new ones refused
             started = time.monotonic()
             failed = [
                 api.post("/api/chat", json={"message": f"lost {i}", "session_id": session}) for i in range(3)
@@ -75,7 +70,7 @@ def test_database_restart_mid_conversation_fails_cleanly_then_recovers_losing_no
             assert httpx.get(frontend.url + "/health", timeout=5).status_code == 200
             time.sleep(OUTAGE_S)
 
-            link.restore()
+            database.start()
             third = api.post("/api/chat", json={"message": "third question", "session_id": session})
             assert third.status_code == 200, third.text
             history = api.get(f"/api/sessions/{session}").json()["messages"]

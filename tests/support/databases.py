@@ -16,8 +16,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,16 +27,49 @@ from tests.support.procs import free_port
 
 @dataclass
 class DatabaseServer:
-    """A running server: where it listens, its password, and its log for when things go wrong."""
+    """A running server: where it listens, its password, and its log for when things go wrong.
+
+    `stop()` and `start()` restart the real server process on the same port and data (for fault tests)."""
 
     host: str
     port: int
     user: str
     password: str
     log: Path
+    process: _ServerProcess | None = field(default=None, repr=False)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        """Shut the server down as an operator's restart would (clients see their connections closed)."""
+        assert self.process is not None
+        self.process.stop()
+
+    def start(self) -> None:
+        """Start it again on the same port and data directory, and wait until it answers."""
+        assert self.process is not None
+        self.process.start()
+
+
+class _ServerProcess:
+    """One database server process that can be stopped and started again with the same command."""
+
+    def __init__(self, argv: list[str], log: Path, what: str, stop_signal: int, **popen) -> None:
+        self.argv, self.log, self.what, self.stop_signal, self.popen = argv, log, what, stop_signal, popen
+        self.ready: Callable[[], object] = lambda: True
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log_file:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log_file, stderr=subprocess.STDOUT, **self.popen
+            )
+        _wait_until(self.ready, self.process, self.what, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process, self.stop_signal)
 
 
 def _postgres_bin(name: str) -> str:
@@ -81,7 +114,8 @@ def _wait_until(ready, process: subprocess.Popen, what: str, log: Path, timeout_
 
 @contextlib.contextmanager
 def postgres() -> Iterator[DatabaseServer]:
-    """A fresh PostgreSQL cluster (password auth, fsync off: test data need not survive a crash)."""
+    """A fresh PostgreSQL cluster (password auth, fsync off: the data must survive a clean restart, not
+    a crash)."""
     import psycopg
 
     workdir = Path(tempfile.mkdtemp(prefix="kubechat-pg-"))
@@ -101,22 +135,22 @@ def postgres() -> Iterator[DatabaseServer]:
             check=True, capture_output=True, cwd=workdir, **_as_postgres_user(),
         )  # fmt: skip
         port = free_port()
-        with open(log, "wb") as log_file:
-            process = subprocess.Popen(
-                [_postgres_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-                 "-k", str(workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=300"],
-                stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, **_as_postgres_user(),
-            )  # fmt: skip
-        server = DatabaseServer("127.0.0.1", port, "kubechat", password, log)
-        _wait_until(
-            lambda: psycopg.connect(postgres_url(server, "postgres", with_password=True)).close() is None,
-            process, "postgres", log,
+        # SIGINT is PostgreSQL's "fast" shutdown: do not wait for clients to leave.
+        process = _ServerProcess(
+            [_postgres_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+             "-k", str(workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=300"],
+            log, "postgres", signal.SIGINT, cwd=workdir, **_as_postgres_user(),
         )  # fmt: skip
+        server = DatabaseServer("127.0.0.1", port, "kubechat", password, log, process)
+        process.ready = lambda: (
+            psycopg.connect(postgres_url(server, "postgres", with_password=True)).close() is None
+        )
+        process.start()
         yield server
     finally:
         if process is not None:
-            _stop(process, signal.SIGINT)  # "fast" shutdown: do not wait for clients to leave
+            process.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -138,7 +172,7 @@ def create_database(server: DatabaseServer) -> str:
 
 @contextlib.contextmanager
 def redis() -> Iterator[DatabaseServer]:
-    """A fresh Redis with a password and persistence off."""
+    """A fresh Redis with a password and an append-only file (data survive a restart)."""
     import redis as redis_client
 
     workdir = Path(tempfile.mkdtemp(prefix="kubechat-redis-"))
@@ -149,21 +183,19 @@ def redis() -> Iterator[DatabaseServer]:
         config = workdir / "redis.conf"
         # The password goes in a config file, not argv, so `ps` does not show it.
         config.write_text(f"requirepass {password}\n")
-        with open(log, "wb") as log_file:
-            process = subprocess.Popen(
-                ["redis-server", str(config), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(workdir)],
-                stdout=log_file, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        server = DatabaseServer("127.0.0.1", port, "", password, log)
-        _wait_until(
-            lambda: redis_client.Redis(host=server.host, port=port, password=password).ping(),
-            process, "redis-server", log,
+        # An append-only file, as a production Redis holding chat history needs, so a restart keeps the data.
+        process = _ServerProcess(
+            ["redis-server", str(config), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(workdir)],
+            log, "redis-server", signal.SIGTERM,
         )  # fmt: skip
+        server = DatabaseServer("127.0.0.1", port, "", password, log, process)
+        process.ready = lambda: redis_client.Redis(host=server.host, port=port, password=password).ping()
+        process.start()
         yield server
     finally:
         if process is not None:
-            _stop(process, signal.SIGTERM)
+            process.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
