@@ -154,6 +154,10 @@ def pod_problem(pod: Manifest, progress: dict[str, str]) -> Problem | None:
             last = (container.get("lastState") or {}).get("terminated") or {}
             if last:
                 message += f" (last exit code {last.get('exitCode')}, {last.get('reason', '')})"
+            if last.get("reason") == "OOMKilled":
+                # A crash loop whose cause is known: say what to change rather than "it keeps crashing".
+                reason = "OOMKilled"
+                message += "; the container exceeded its memory limit: raise spec.resources.limits.memory"
             return Problem(reason, f"{pod['metadata']['name']}: {message}")
     return None
 

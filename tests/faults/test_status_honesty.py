@@ -46,7 +46,7 @@ def wait_ready_is(kubectl: Kubectl, name: str, value: str, timeout: float = 60) 
     [
         ("image-pull-failure", "ImagePullBackOff", "kubechat/model-server"),  # names the image
         ("crash-loop", "CrashLoopBackOff", "exit code 1"),
-        ("oom-killed", "CrashLoopBackOff", "OOMKilled"),  # the last exit says why: raise the memory
+        ("oom-killed", "OOMKilled", "limits.memory"),  # says what to raise
     ],
 )
 def test_pod_fault_is_ready_false_with_an_actionable_reason_and_recovers_when_fixed(

@@ -85,6 +85,21 @@ def test_image_pull_and_crash_loop_are_degraded() -> None:
     assert "last exit code 1" in status["message"]
 
 
+def test_a_crash_loop_of_oom_kills_is_reported_as_oomkilled_naming_the_memory_limit() -> None:
+    oom = _pod(
+        "c",
+        containerStatuses=[
+            {
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+            }
+        ],
+    )
+    status = workload_status(Observed(1, _deployment(1, 0), [oom]), [], 1, T0)
+    assert (status["phase"], status["reason"]) == ("Degraded", "OOMKilled")
+    assert "exit code 137" in status["message"] and "limits.memory" in status["message"]
+
+
 def test_loading_pod_shows_progress_in_status_and_summary() -> None:
     report = {
         "stage": "downloading",
