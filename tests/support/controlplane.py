@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.procs import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES_YAML = REPO_ROOT / "hack" / "controlplane" / "kwok" / "nodes.yaml"
 FAULT_STAGES_YAML = REPO_ROOT / "hack" / "controlplane" / "kwok" / "fault-stages.yaml"
@@ -37,7 +38,6 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first address of SERVICE_CIDR
 POD_CIDR = "10.244.0.1/16"
-_PR_SET_PDEATHSIG = 1
 
 
 class ControlPlaneError(RuntimeError):
@@ -60,19 +60,6 @@ def _free_ports(count: int) -> list[int]:
         for sock in socks:
             sock.bind(("127.0.0.1", 0))
         return [sock.getsockname()[1] for sock in socks]
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn: SIGKILL this child when the process that started it dies (even by SIGKILL)."""
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        # The parent may have died between fork and prctl; then nobody would ever send the signal.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
 
 
 def _openssl(*args: str | Path) -> None:
@@ -282,7 +269,7 @@ class ControlPlane:
             "process_group": 0 if self._pgid is None else self._pgid,
         }
         if not self.detach:
-            options["preexec_fn"] = _die_with_parent(os.getpid())
+            options["preexec_fn"] = die_with_parent()
         with log:
             proc = subprocess.Popen([str(self.bin_dir / name), *args], **options)
         self.processes[name] = proc

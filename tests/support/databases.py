@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import free_port
+from tests.support.procs import die_with_parent, free_port
 
 
 @dataclass
@@ -63,7 +63,11 @@ class _ServerProcess:
     def start(self) -> None:
         with open(self.log, "ab") as log_file:
             self.process = subprocess.Popen(
-                self.argv, stdout=log_file, stderr=subprocess.STDOUT, **self.popen
+                self.argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(),
+                **self.popen,
             )
         _wait_until(self.ready, self.process, self.what, self.log)
 

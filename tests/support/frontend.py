@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from tests.support.model_server import RunningServer, running_model_server
-from tests.support.procs import free_port, python_env
+from tests.support.procs import die_with_parent, free_port, python_env
 from tests.support.tiny_models import tiny_model_dir
 
 
@@ -69,6 +69,7 @@ def run_frontend(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a hung arbiter's workers die with it
+            preexec_fn=die_with_parent(),
         )
     url = f"http://127.0.0.1:{port}"
     try:

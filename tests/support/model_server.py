@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import free_port, python_env
+from tests.support.procs import die_with_parent, free_port, python_env
 from tests.support.tiny_models import tiny_model_dir
 
 
@@ -123,7 +123,12 @@ def running_model_server(
     child_env = python_env(**{"POD_NAME": "test-pod", "NODE_NAME": "test-node", **dict(env or {})})
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            command, env=child_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=child_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
     server = RunningServer(url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path)
     try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,3 +37,21 @@ def cache_dir(*parts: str) -> Path:
     path = Path(os.environ.get("KUBECHAT_CACHE", Path.home() / ".cache" / "kubechat")).joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that SIGKILLs the child when the process starting it dies, even by SIGKILL, so an
+    interrupted test run leaves nothing behind. (Linux ties this to the *thread* that started the child:
+    start long-lived children from the main thread.)"""
+    parent_pid = os.getpid()
+
+    def preexec() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # The parent may have died between fork and prctl; then nobody would ever send the signal.
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.support.controlplane import ControlPlane
-from tests.support.procs import REPO_ROOT, free_port, python_env
+from tests.support.procs import REPO_ROOT, die_with_parent, free_port, python_env
 
 CRD_DIR = REPO_ROOT / "crds"
 EXAMPLES = REPO_ROOT / "examples"
@@ -96,6 +96,7 @@ class OperatorProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
 
     def http(self, port: int, path: str) -> tuple[int, str]:
