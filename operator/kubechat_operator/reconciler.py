@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from kubernetes.client.rest import ApiException
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kubechat_operator import metrics
 from kubechat_operator.apply import apply_children, drifted_children, prune
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR_S = 5.0
 RECHECK_BLOCKED_S = 10.0
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
 
 
 @dataclass
@@ -60,6 +63,18 @@ def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Recon
         return RETRY_AFTER_ERROR_S
     finally:
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+
+
+def read_spec(
+    spec_type: type[SpecT], body: Manifest, check: Callable[[SpecT], Blocker | None]
+) -> tuple[SpecT | None, Blocker | None]:
+    """A CR's typed spec and what blocks it: a spec the schema let through but the operator cannot use, or
+    what ``check`` finds missing in the cluster (a Secret, a ChatModel)."""
+    try:
+        spec = spec_type.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        return None, spec_blocker(exc)
+    return spec, check(spec)
 
 
 def spec_blocker(error: ValidationError) -> Blocker:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from kubechat_operator.builders import build_frontend_children
 from kubechat_operator.builders.chatfrontend import COMPONENT
 from kubechat_operator.builders.common import selector_string
@@ -13,12 +11,12 @@ from kubechat_operator.reconciler import (
     RECHECK_BLOCKED_S,
     Runtime,
     now,
+    read_spec,
     reconcile_children,
-    spec_blocker,
     write_status,
 )
 from kubechat_operator.spec import ChatFrontendSpec, Resource
-from kubechat_operator.status import Blocker, set_condition, workload_status
+from kubechat_operator.status import set_condition, workload_status
 from kubechat_operator.workqueue import Trigger
 
 
@@ -40,13 +38,9 @@ def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -
     kube = runtime.kube
     owner = Resource.from_body(body)
     previous = body.get("status") or {}
-    blocker: Blocker | None
-    try:
-        spec = ChatFrontendSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
-        spec, blocker = None, spec_blocker(exc)
-    else:
-        blocker = frontend_blocker(kube, owner.namespace, spec)
+    spec, blocker = read_spec(
+        ChatFrontendSpec, body, lambda spec: frontend_blocker(kube, owner.namespace, spec)
+    )
     if spec is not None and blocker is None:
         desired = build_frontend_children(owner, spec, runtime.config)
         blocker = reconcile_children(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from kubechat_operator.builders import build_model_children
 from kubechat_operator.builders.chatmodel import COMPONENT, model_endpoint, progress_config_map_name
 from kubechat_operator.builders.common import selector_string
@@ -13,12 +11,12 @@ from kubechat_operator.reconciler import (
     RECHECK_BLOCKED_S,
     Runtime,
     now,
+    read_spec,
     reconcile_children,
-    spec_blocker,
     write_status,
 )
 from kubechat_operator.spec import ChatModelSpec, Resource
-from kubechat_operator.status import Blocker, workload_status
+from kubechat_operator.status import workload_status
 from kubechat_operator.workqueue import Trigger
 
 
@@ -27,13 +25,7 @@ def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> f
     kube = runtime.kube
     owner = Resource.from_body(body)
     previous = body.get("status") or {}
-    blocker: Blocker | None
-    try:
-        spec = ChatModelSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
-        spec, blocker = None, spec_blocker(exc)
-    else:
-        blocker = model_blocker(kube, owner.namespace, spec)
+    spec, blocker = read_spec(ChatModelSpec, body, lambda s: model_blocker(kube, owner.namespace, s))
     if spec is not None and blocker is None:
         desired = build_model_children(owner, spec, runtime.config)
         blocker = reconcile_children(
