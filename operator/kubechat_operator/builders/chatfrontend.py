@@ -12,6 +12,7 @@ from kubechat_operator.builders.common import (
     config_checksum,
     container_security_context,
     downward_env,
+    env_config_map,
     horizontal_pod_autoscaler,
     metadata,
     pod_security_context,
@@ -53,15 +54,6 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
     if spec.api_keys_secret_ref:
         env["KUBECHAT_FRONTEND_API_KEYS_FILE"] = f"{API_KEYS_DIR}/keys"
     return env
-
-
-def build_config_map(owner: Resource, spec: ChatFrontendSpec) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(owner, config_map_name(owner.name), COMPONENT),
-        "data": frontend_env(owner, spec),
-    }
 
 
 def _secret_env(spec: ChatFrontendSpec) -> list[Manifest]:
@@ -144,7 +136,7 @@ def build_frontend_children(
 ) -> list[Manifest]:
     """Every child of a ChatFrontend, config first."""
     children = [
-        build_config_map(owner, spec),
+        env_config_map(owner, config_map_name(owner.name), COMPONENT, frontend_env(owner, spec)),
         build_deployment(owner, spec, config),
         build_service(owner, spec),
         horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling) if spec.autoscaling else None,

@@ -12,6 +12,7 @@ from kubechat_operator.builders.common import (
     config_checksum,
     container_security_context,
     downward_env,
+    env_config_map,
     horizontal_pod_autoscaler,
     http_get,
     merge_env,
@@ -94,15 +95,6 @@ def server_env(owner: Resource, spec: ChatModelSpec) -> dict[str, str]:
     if generation.do_sample is not None:
         env["KUBECHAT_DO_SAMPLE"] = str(generation.do_sample).lower()
     return env
-
-
-def build_config_map(owner: Resource, spec: ChatModelSpec) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(owner, config_map_name(owner.name), COMPONENT),
-        "data": server_env(owner, spec),
-    }
 
 
 def build_progress_config_map(owner: Resource) -> Manifest:
@@ -278,7 +270,7 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
 def build_model_children(owner: Resource, spec: ChatModelSpec, config: OperatorConfig) -> list[Manifest]:
     """Every child of a ChatModel, in the order they should be applied (config and RBAC before the pods)."""
     children = [
-        build_config_map(owner, spec),
+        env_config_map(owner, config_map_name(owner.name), COMPONENT, server_env(owner, spec)),
         build_progress_config_map(owner),
         build_service_account(owner),
         build_role(owner),

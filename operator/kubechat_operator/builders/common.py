@@ -58,6 +58,16 @@ def metadata(owner: Resource, name: str, component: str) -> Manifest:
     }
 
 
+def env_config_map(owner: Resource, name: str, component: str, env: dict[str, str]) -> Manifest:
+    """A ConfigMap whose keys are a container's environment variables (loaded with ``envFrom``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(owner, name, component),
+        "data": env,
+    }
+
+
 def selector_string(owner: Resource, component: str) -> str:
     """The pods' label selector as a string (status.selector, read by the scale subresource)."""
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(owner, component).items()))
