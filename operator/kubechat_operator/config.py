@@ -15,11 +15,16 @@ class OperatorConfig:
 
     model_server_image: str = DEFAULT_MODEL_SERVER_IMAGE
     frontend_image: str = DEFAULT_FRONTEND_IMAGE
+    # Where the operator's own pods run ($POD_NAMESPACE in the chart); model NetworkPolicies admit them.
+    # Empty when it runs outside the cluster, which NetworkPolicies do not govern anyway.
+    operator_namespace: str = ""
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
-        """Read KUBECHAT_MODEL_SERVER_IMAGE / KUBECHAT_FRONTEND_IMAGE (the CLI flags set them)."""
+        """Read KUBECHAT_MODEL_SERVER_IMAGE / KUBECHAT_FRONTEND_IMAGE (the CLI flags set them) and
+        POD_NAMESPACE."""
         return cls(
             model_server_image=os.environ.get("KUBECHAT_MODEL_SERVER_IMAGE") or DEFAULT_MODEL_SERVER_IMAGE,
             frontend_image=os.environ.get("KUBECHAT_FRONTEND_IMAGE") or DEFAULT_FRONTEND_IMAGE,
+            operator_namespace=os.environ.get("POD_NAMESPACE", ""),
         )

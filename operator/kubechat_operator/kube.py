@@ -33,6 +33,8 @@ PLURALS = {
     "ChatModel": "chatmodels",
     "ChatFrontend": "chatfrontends",
     "Lease": "leases",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "NetworkPolicy": "networkpolicies",
 }
 API_VERSIONS = {
     "Deployment": "apps/v1",
@@ -42,6 +44,8 @@ API_VERSIONS = {
     "ChatModel": API_VERSION,
     "ChatFrontend": API_VERSION,
     "Lease": "coordination.k8s.io/v1",
+    "PodDisruptionBudget": "policy/v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
 }
 
 Manifest = dict[str, Any]
@@ -152,6 +156,15 @@ class Kube:
             self.path(kind, namespace, name, subresource),
             body=patch,
             content_type="application/merge-patch+json",
+        )
+
+    def json_patch(self, kind: str, namespace: str, name: str, operations: list[Manifest]) -> Manifest:
+        return self.request(
+            "PATCH",
+            self.path(kind, namespace, name),
+            body=operations,
+            query=[("fieldManager", FIELD_MANAGER)],
+            content_type="application/json-patch+json",
         )
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:

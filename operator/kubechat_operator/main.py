@@ -34,7 +34,10 @@ CHILD_RESOURCES = [
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     ("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 ]
+CHILD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 OWNER_LABELS = {f"{GROUP}/chatmodel": "ChatModel", f"{GROUP}/chatfrontend": "ChatFrontend"}
 
 
@@ -45,6 +48,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # The apiserver filters the child watches (Kopf's `labels=` would filter here, after every Pod and
+    # ConfigMap of the cluster had streamed in).
+    for group, version, plural, _ in CHILD_RESOURCES:
+        settings.watching.label_selectors[group, version, plural] = CHILD_SELECTOR
     runtime = Runtime(kube=Kube.connect(), config=OperatorConfig.from_env())
     memo.runtime = runtime
     memo.queue = ReconcileQueue(lambda key, trigger: _work(runtime, key, trigger))
@@ -108,25 +115,33 @@ async def chatfrontend_event(
 async def child_event(
     type: str | None, event: dict, namespace: str, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    """A child changed: re-check it for drift (edited or deleted) and refresh the owner's status."""
+    """A child changed: remember who controls it, re-check it for drift (edited or deleted) and refresh the
+    owner's status (a progress report refreshes only the load progress)."""
     child = event.get("object") or {}
+    kind = child.get("kind", "")
+    runtime: Runtime = memo.runtime
+    if type == "DELETED":
+        runtime.owned.forget(kind, namespace, name)
+    else:
+        runtime.owned.record(child)
+    if kind == "Pod":
+        runtime.pods.update(child, deleted=type == "DELETED")
     labels = child.get("metadata", {}).get("labels") or {}
     owner = next(((kind, labels[label]) for label, kind in OWNER_LABELS.items() if label in labels), None)
     if owner is None or type is None:
         return  # the initial listing: the owners' own first reconcile applies everything anyway
-    kind = child.get("kind", "")
-    trigger = Trigger()
-    progress = kind == "ConfigMap" and name == progress_config_map_name(owner[1])
+    if kind == "ConfigMap" and name == progress_config_map_name(owner[1]) and type != "DELETED":
+        _enqueue(memo, (owner[0], namespace, owner[1]), Trigger(progress=child.get("data") or {}))
+        return
+    trigger = Trigger(observe=kind in ("Pod", "Deployment"))
     if type == "DELETED" and kind != "Pod":
         trigger.children[(kind, name)] = None
-    elif type == "MODIFIED" and kind != "Pod" and not progress:
+    elif type == "MODIFIED" and kind != "Pod":
         trigger.children[(kind, name)] = child
-    elif kind not in ("Pod", "Deployment") and not progress:
+    elif not trigger.observe:
         return  # our own creation of a child: nothing to repair, no status to change
     _enqueue(memo, (owner[0], namespace, owner[1]), trigger)
 
 
 for _group, _version, _plural, _kind in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, id=f"child-{_plural}", labels={MANAGED_BY_LABEL: MANAGED_BY})(
-        child_event
-    )
+    kopf.on.event(_group, _version, _plural, id=f"child-{_plural}")(child_event)

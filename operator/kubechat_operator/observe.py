@@ -1,23 +1,15 @@
-"""What the cluster reports about a resource: its referenced Secrets/ConfigMaps/claims, its workload."""
+"""What the cluster reports about a resource: its referenced ConfigMaps/claims, its workload."""
 
 from __future__ import annotations
 
-import base64
+import threading
 
 from kubechat_operator.kube import Kube, Manifest
-from kubechat_operator.spec import ChatFrontendSpec, ChatModelSpec, ConfigMapKeyRef, SecretKeyRef
+from kubechat_operator.spec import ChatFrontendSpec, ChatModelSpec, ConfigMapKeyRef
 from kubechat_operator.status import Blocker, Observed
 
-
-def _secret_blocker(kube: Kube, namespace: str, ref: SecretKeyRef, field: str) -> Blocker | None:
-    secret = kube.get("Secret", namespace, ref.name)
-    if secret is None:
-        return Blocker("SecretNotFound", f"{field}: Secret {ref.name!r} not found in namespace {namespace!r}")
-    if ref.key not in (secret.get("data") or {}) and ref.key not in (secret.get("stringData") or {}):
-        return Blocker("SecretKeyNotFound", f"{field}: Secret {ref.name!r} has no key {ref.key!r}")
-    if not base64.b64decode((secret.get("data") or {}).get(ref.key, "")).strip():
-        return Blocker("SecretKeyEmpty", f"{field}: key {ref.key!r} of Secret {ref.name!r} is empty")
-    return None
+MAX_STUCK_PODS_READ = 3
+VOLUME_EVENT_REASONS = ("FailedMount", "FailedAttachVolume")
 
 
 def _config_map_blocker(kube: Kube, namespace: str, ref: ConfigMapKeyRef, field: str) -> Blocker | None:
@@ -32,11 +24,10 @@ def _config_map_blocker(kube: Kube, namespace: str, ref: ConfigMapKeyRef, field:
 
 
 def model_blocker(kube: Kube, namespace: str, spec: ChatModelSpec) -> Blocker | None:
-    """The first unresolvable reference of a ChatModel (a Secret, ConfigMap or claim), else None."""
-    if spec.model.token_secret_ref:
-        blocker = _secret_blocker(kube, namespace, spec.model.token_secret_ref, "spec.model.tokenSecretRef")
-        if blocker:
-            return blocker
+    """The first unresolvable reference of a ChatModel (a ConfigMap or claim), else None.
+
+    Secrets are not checked: the operator may not read them (least privilege); a missing token Secret shows
+    as the kubelet's CreateContainerConfigError on the pods, which the status reports with its message."""
     if spec.prompt.knowledge_from:
         ref = spec.prompt.knowledge_from.config_map_key_ref
         blocker = _config_map_blocker(kube, namespace, ref, "spec.prompt.knowledgeFrom")
@@ -59,12 +50,38 @@ def observe_workload(
     progress: dict[str, str] = {}
     if progress_config_map:
         progress = (kube.get("ConfigMap", namespace, progress_config_map) or {}).get("data") or {}
+    pods = kube.list("Pod", namespace, label_selector=selector)
     return Observed(
         desired=desired,
         deployment=kube.get("Deployment", namespace, name),
-        pods=kube.list("Pod", namespace, label_selector=selector),
+        pods=pods,
         progress=progress,
+        volume_events=_volume_events(kube, namespace, pods),
     )
+
+
+def _volume_events(kube: Kube, namespace: str, pods: list[Manifest]) -> dict[str, Manifest]:
+    """The latest volume Warning (FailedMount, FailedAttachVolume such as Multi-Attach) of each pod stuck
+    between scheduling and running: the pod's own status only says ContainerCreating, the reason is an Event.
+    Read only for such pods (a few at most), so a healthy workload costs no Event reads."""
+    stuck = [
+        p["metadata"]["name"]
+        for p in pods
+        if (p.get("spec") or {}).get("nodeName")
+        and (p.get("status") or {}).get("phase") == "Pending"
+        and not p["metadata"].get("deletionTimestamp")
+    ][:MAX_STUCK_PODS_READ]
+    found: dict[str, Manifest] = {}
+    for pod in stuck:
+        events = kube.list(
+            "Event",
+            namespace,
+            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod},type=Warning",
+        )
+        volume = [e for e in events if e.get("reason") in VOLUME_EVENT_REASONS]
+        if volume:
+            found[pod] = max(volume, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return found
 
 
 def stale_progress_keys(observed: Observed) -> list[str]:
@@ -73,43 +90,48 @@ def stale_progress_keys(observed: Observed) -> list[str]:
     return [key for key in observed.progress if key not in live]
 
 
-def is_subset(desired: object, actual: object) -> bool:
-    """Whether every field we set is still there with our value (defaults the apiserver adds are ignored)."""
-    if isinstance(desired, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and is_subset(v, actual[k]) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(actual, list) and len(desired) == len(actual) and all(map(is_subset, desired, actual))
-        )
-    return desired == actual
-
-
-def owner_of(child: Manifest, kind: str) -> str | None:
-    """Name of the child's controller of the given kind (from ownerReferences), if any."""
-    for ref in child.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == kind and ref.get("controller"):
-            return ref.get("name")
-    return None
-
-
 def frontend_blocker(kube: Kube, namespace: str, spec: ChatFrontendSpec) -> Blocker | None:
-    """A ChatFrontend waits for missing ChatModels (Pending) and fails on missing Secrets."""
+    """A ChatFrontend waits for missing ChatModels (Pending); missing Secrets show on its pods (see above)."""
     missing = [m.name for m in spec.models if kube.get("ChatModel", namespace, m.name) is None]
     if missing:
         names = ", ".join(repr(m) for m in missing)
         return Blocker(
             "ModelNotFound", f"waiting for ChatModel {names} in namespace {namespace!r}", phase="Pending"
         )
-    refs = (
-        ("spec.store.passwordSecretRef", spec.store.password_secret_ref),
-        ("spec.apiKeysSecretRef", spec.api_keys_secret_ref),
-        ("spec.adminKeySecretRef", spec.admin_key_secret_ref),
-        ("spec.secretKeySecretRef", spec.secret_key_secret_ref),
-    )
-    for field, ref in refs:
-        blocker = _secret_blocker(kube, namespace, ref, field) if ref else None
-        if blocker:
-            return blocker
     return None
+
+
+class PodStore:
+    """The operator's pods as the pod watch last reported them (an informer's store), trimmed to what load
+    progress needs, so a progress report updates status without listing pods."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pods: dict[tuple[str, str], Manifest] = {}
+
+    def update(self, pod: Manifest, deleted: bool = False) -> None:
+        meta = pod.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if deleted:
+                self._pods.pop(key, None)
+                return
+            self._pods[key] = {
+                "metadata": {
+                    "name": key[1],
+                    "labels": meta.get("labels") or {},
+                    "deletionTimestamp": meta.get("deletionTimestamp"),
+                },
+                "status": {
+                    "phase": (pod.get("status") or {}).get("phase"),
+                    "conditions": (pod.get("status") or {}).get("conditions") or [],
+                },
+            }
+
+    def select(self, namespace: str, labels: dict[str, str]) -> list[Manifest]:
+        with self._lock:
+            return [
+                pod
+                for (ns, _), pod in self._pods.items()
+                if ns == namespace and all(pod["metadata"]["labels"].get(k) == v for k, v in labels.items())
+            ]

@@ -13,18 +13,18 @@ from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ValidationError
 
 from kubechat_operator import metrics
-from kubechat_operator.apply import apply_children, drifted_children, prune
+from kubechat_operator.api_errors import api_error_blocker
+from kubechat_operator.apply import OwnedChildren, apply_children, drifted_children, prune
+from kubechat_operator.backoff import Backoff
 from kubechat_operator.config import OperatorConfig
-from kubechat_operator.events import post_event
+from kubechat_operator.events import EventRecorder
 from kubechat_operator.kube import Kube, Manifest
+from kubechat_operator.observe import PodStore
 from kubechat_operator.spec import Resource
-from kubechat_operator.status import Blocker, transition_event, without_timestamps
+from kubechat_operator.status import Blocker, failure_status, transition_event, without_timestamps
 from kubechat_operator.workqueue import Key, Trigger
 
 logger = logging.getLogger(__name__)
-
-RETRY_AFTER_ERROR_S = 5.0
-RECHECK_BLOCKED_S = 10.0
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -37,39 +37,82 @@ class Runtime:
     config: OperatorConfig
     # (uid, generation) -> monotonic time it was first seen; for the time-to-Ready metric.
     first_seen: dict[tuple[str, int], float] = field(default_factory=dict)
+    owned: OwnedChildren = field(default_factory=OwnedChildren)
+    pods: PodStore = field(default_factory=PodStore)
+    events: EventRecorder | None = None
+    # Refused requests back off like controller-runtime's default (to 5 min); a resource waiting on the user
+    # (a missing ChatModel, a foreign object in the way) is rechecked sooner, up to once a minute.
+    error_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=1.0, cap_s=300.0))
+    wait_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=5.0, cap_s=60.0))
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = EventRecorder(self.kube)
 
 
-Reconcile = Callable[[Runtime, Manifest, Trigger], float | None]
+Reconcile = Callable[[Runtime, Manifest, Trigger], Blocker | None]
 
 
 def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Reconcile) -> float | None:
-    """Fetch the resource and reconcile it; never raises (an error is logged, counted and retried later)."""
+    """Fetch the resource and reconcile it; never raises. Returns when to run again: never when all is well,
+    else after the resource's next backoff delay (errors and waits back off separately)."""
     kind, namespace, name = key
     started = time.perf_counter()
     metrics.RECONCILES.labels(kind).inc()
+    body = None
     try:
         body = runtime.kube.get(kind, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return None  # gone or going: ownerReferences let the garbage collector remove the children
-        generation = body["metadata"].get("generation", 1)
-        if (body.get("status") or {}).get("observedGeneration") != generation:
-            runtime.first_seen.setdefault((body["metadata"]["uid"], generation), time.monotonic())
-        return reconcile(runtime, body, trigger)
+            blocker = None  # gone or going: ownerReferences let the garbage collector remove the children
+        else:
+            generation = body["metadata"].get("generation", 1)
+            if (body.get("status") or {}).get("observedGeneration") != generation:
+                runtime.first_seen.setdefault((body["metadata"]["uid"], generation), time.monotonic())
+            blocker = reconcile(runtime, body, trigger)
+    except ApiException as exc:
+        blocker = api_error_blocker(exc, f"reconciling {kind} {name}")
+        if body is not None:
+            _report_failure(runtime, body, blocker)
     except Exception:
         metrics.RECONCILE_ERRORS.labels(kind).inc()
-        logger.exception(
-            "reconcile of %s %s/%s failed; retrying in %ss", kind, namespace, name, RETRY_AFTER_ERROR_S
-        )
-        return RETRY_AFTER_ERROR_S
+        delay = runtime.error_backoff.next_delay(key)
+        logger.exception("reconcile of %s %s/%s failed; retrying in %.0fs", kind, namespace, name, delay)
+        return delay
     finally:
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+    return _retry_delay(runtime, key, blocker)
+
+
+def _retry_delay(runtime: Runtime, key: Key, blocker: Blocker | None) -> float | None:
+    if blocker is None:
+        runtime.error_backoff.reset(key)
+        runtime.wait_backoff.reset(key)
+        return None
+    if blocker.api_error:
+        metrics.RECONCILE_ERRORS.labels(key[0]).inc()
+        delay = runtime.error_backoff.next_delay(key)
+        logger.warning("%s %s/%s: %s; retrying in %.0fs", *key, blocker.message, delay)
+        return delay
+    runtime.error_backoff.reset(key)
+    return runtime.wait_backoff.next_delay(key)
+
+
+def _report_failure(runtime: Runtime, body: Manifest, blocker: Blocker) -> None:
+    """Ready=False with the refusal's reason and message (and an Event), as far as the apiserver lets us."""
+    previous = body.get("status") or {}
+    status = failure_status(previous, blocker, body["metadata"].get("generation", 1), now())
+    try:
+        write_status(runtime, body, status)
+    except ApiException as exc:
+        logger.warning("could not write the status of %s: %s", body["metadata"]["name"], exc.reason)
+        runtime.events.post(body, "Warning", blocker.reason, blocker.message)
 
 
 def read_spec(
     spec_type: type[SpecT], body: Manifest, check: Callable[[SpecT], Blocker | None]
 ) -> tuple[SpecT | None, Blocker | None]:
     """A CR's typed spec and what blocks it: a spec the schema let through but the operator cannot use, or
-    what ``check`` finds missing in the cluster (a Secret, a ChatModel)."""
+    what ``check`` finds missing in the cluster (a ConfigMap, a ChatModel)."""
     try:
         spec = spec_type.model_validate(body.get("spec") or {})
     except ValidationError as exc:
@@ -84,37 +127,26 @@ def spec_blocker(error: ValidationError) -> Blocker:
     return Blocker("InvalidSpec", f"spec.{where}: {first['msg']}")
 
 
-def apply_blocker(error: ApiException) -> Blocker | None:
-    """A child the apiserver refuses (422/400: e.g. a malformed affinity) is bad input, not a crash."""
-    if error.status in (400, 422):
-        return Blocker("InvalidChild", f"the apiserver rejected a child: {error.body or error.reason}"[:1000])
-    return None
-
-
 def reconcile_children(
-    kube: Kube,
+    runtime: Runtime,
     owner: Resource,
     previous_status: Manifest,
     desired: list[Manifest],
     trigger: Trigger,
-    *,
-    autoscaled: bool,
+    optional: list[tuple[str, str]],
 ) -> Blocker | None:
-    """Apply a CR's desired children: all of them for a new generation or a fresh start (pruning an HPA no
-    longer asked for), else only those a watch event showed drifted. A refused child becomes a blocker."""
-    try:
-        if trigger.apply_all or previous_status.get("observedGeneration") != owner.generation:
-            apply_children(kube, desired)
-            if not autoscaled:
-                prune(kube, owner.namespace, owner.uid, [("HorizontalPodAutoscaler", owner.name)])
-        else:
-            apply_children(kube, desired, only=drifted_children(desired, trigger.children))
-    except ApiException as exc:
-        blocker = apply_blocker(exc)
+    """Apply a CR's desired children: all of them for a new generation or a fresh start (pruning the
+    optional (kind, name) children no longer asked for), else only those a watch event showed drifted.
+    A foreign object in the way or a refused request becomes the blocker."""
+    new_generation = previous_status.get("observedGeneration") != owner.generation
+    if trigger.apply_all or new_generation:
+        blocker = apply_children(runtime.kube, runtime.owned, owner, desired)
         if blocker is None:
-            raise
+            wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
+            unwanted = [child for child in optional if child not in wanted]
+            prune(runtime.kube, runtime.owned, owner, unwanted, verify=new_generation)
         return blocker
-    return None
+    return apply_children(runtime.kube, runtime.owned, owner, drifted_children(desired, trigger.children))
 
 
 def write_status(runtime: Runtime, body: Manifest, status: Manifest) -> None:
@@ -128,7 +160,7 @@ def write_status(runtime: Runtime, body: Manifest, status: Manifest) -> None:
     )
     event = transition_event(previous, status)
     if event:
-        post_event(runtime.kube, body, *event)
+        runtime.events.post(body, *event)
     if status["phase"] == "Ready" and previous.get("phase") != "Ready":
         seen = runtime.first_seen.pop((meta["uid"], meta.get("generation", 1)), None)
         if seen is not None:

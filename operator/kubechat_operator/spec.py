@@ -123,6 +123,10 @@ class Cache(_Spec):
     access_mode: str = "ReadWriteOnce"
 
 
+class NetworkPolicy(_Spec):
+    enabled: bool = True
+
+
 class LocalObjectReference(_Spec):
     name: str
 
@@ -146,6 +150,7 @@ class ChatModelSpec(_Spec):
     autoscaling: Autoscaling | None = None
     serving: Serving = Serving()
     cache: Cache | None = None
+    network_policy: NetworkPolicy = NetworkPolicy()
     startup_budget: str = "30m"
 
     @property

@@ -35,9 +35,11 @@ class Problem:
 
 @dataclass(frozen=True)
 class Blocker(Problem):
-    """A problem found before any pod could help (bad input, missing dependency): sets the phase outright."""
+    """A problem found before any pod could help (bad input, missing dependency, a refused request): sets
+    the phase outright. api_error marks a refused request, retried with the error backoff."""
 
     phase: str = "Failed"
+    api_error: bool = False
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Observed:
     deployment: Manifest | None = None
     pods: list[Manifest] = field(default_factory=list)
     progress: dict[str, str] = field(default_factory=dict)
+    # pod name -> its latest volume Warning Event (FailedMount, FailedAttachVolume), for pods stuck creating.
+    volume_events: dict[str, Manifest] = field(default_factory=dict)
 
 
 def set_condition(
@@ -133,9 +137,16 @@ def _stage_rank(stage: str) -> int:
     return _STAGE_ORDER.index(stage) if stage in _STAGE_ORDER else len(_STAGE_ORDER)
 
 
-def pod_problem(pod: Manifest, progress: dict[str, str]) -> Problem | None:
-    """The most telling problem of one pod: unschedulable, image pull, crash loop, or a failed model load."""
+def pod_problem(
+    pod: Manifest, progress: dict[str, str], volume_event: Manifest | None = None
+) -> Problem | None:
+    """The most telling problem of one pod: unschedulable, a volume that will not mount or attach, image
+    pull, crash loop, or a failed model load."""
     status = pod.get("status", {})
+    if volume_event is not None:
+        return Problem(
+            volume_event["reason"], f"{pod['metadata']['name']}: {volume_event.get('message', '')}"
+        )
     for cond in status.get("conditions", []):
         if (
             cond.get("type") == "PodScheduled"
@@ -193,7 +204,14 @@ def workload_status(
         and current <= desired
     )
     live = _live(observed.pods)
-    problems = [p for p in (pod_problem(pod, observed.progress) for pod in live) if p is not None]
+    problems = [
+        p
+        for p in (
+            pod_problem(pod, observed.progress, observed.volume_events.get(pod["metadata"]["name"]))
+            for pod in live
+        )
+        if p is not None
+    ]
     dep_problem = deployment_problem(observed.deployment)
     problem: Problem | None = blocker or (problems[0] if problems else dep_problem)
     is_ready = blocker is None and desired > 0 and ready >= desired
@@ -259,6 +277,23 @@ def workload_status(
         "observedGeneration": generation,
         "conditions": conditions,
         "loadProgress": progress,
+    }
+
+
+def failure_status(previous: Manifest, blocker: Blocker, generation: int, now: datetime) -> Manifest:
+    """The last status with Ready=False and the phase, reason and message of blocker: what a reconcile that
+    could not finish (its request refused) still owes the user instead of a stale Ready."""
+    conditions = previous.get("conditions") or []
+    return {
+        **previous,
+        "phase": blocker.phase,
+        "reason": blocker.reason,
+        "message": blocker.message,
+        "observedGeneration": generation,
+        "conditions": [
+            set_condition(conditions, "Ready", False, blocker.reason, blocker.message, generation, now),
+            *(c for c in conditions if c.get("type") != "Ready"),
+        ],
     }
 
 

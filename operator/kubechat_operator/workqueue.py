@@ -25,10 +25,22 @@ class Trigger:
     apply_all: bool = False
     # Children seen changing since the last reconcile: (kind, name) -> latest body, None when deleted.
     children: dict[tuple[str, str], dict | None] = field(default_factory=dict)
+    # The workload (Deployment, pods) changed: read it again and derive the status.
+    observe: bool = False
+    # The latest data of the progress ConfigMap, when it changed.
+    progress: dict[str, str] | None = None
 
     def merge(self, other: Trigger) -> None:
         self.apply_all |= other.apply_all
         self.children.update(other.children)
+        self.observe |= other.observe
+        if other.progress is not None:
+            self.progress = other.progress
+
+    @property
+    def progress_only(self) -> bool:
+        """Only load progress changed: the status needs its loadProgress refreshed, nothing else."""
+        return self.progress is not None and not (self.apply_all or self.children or self.observe)
 
 
 Worker = Callable[[Key, Trigger], float | None]

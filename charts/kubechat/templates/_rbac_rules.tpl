@@ -37,21 +37,26 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, list, watch, create, patch, delete]
-# Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap; RBAC lets the operator
-# grant that only because it holds get and patch on configmaps itself (no escalate/bind verbs needed).
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
+# Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap. The apiserver lets the
+# operator create a Role only with permissions it holds itself, and bind one only if it holds them too: without
+# the escalate and bind verbs (never granted here) it cannot hand anyone, itself included, more than this list.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [get, list, watch, create, patch, delete]
-# Status comes from the pods; Secrets referenced by a resource are checked to exist (never listed).
+# Status comes from the pods and, for pods stuck creating, their Warning events (FailedMount, Multi-Attach).
+# No Secret access at all: a missing Secret shows as the kubelet's CreateContainerConfigError on the pods.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
 - apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
-- apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [list, create, patch]
 {{- end -}}
 
 {{/* Leader election (replicaCount > 1): the Lease in the release's namespace. */}}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from kubechat_operator.builders.chatmodel import model_endpoint
+from kubechat_operator.builders.chatmodel import model_client_label, model_endpoint
 from kubechat_operator.builders.common import (
     CHECKSUM_ANNOTATION,
+    FRONTEND_SUFFIX,
     HTTP_PORT,
     Manifest,
     config_checksum,
@@ -20,6 +21,7 @@ from kubechat_operator.builders.common import (
     secret_env,
     selector_labels,
     service,
+    workload_name,
 )
 from kubechat_operator.config import OperatorConfig
 from kubechat_operator.spec import ChatFrontendSpec, Resource
@@ -30,7 +32,7 @@ DATA_DIR = "/data"
 
 
 def config_map_name(name: str) -> str:
-    return f"{name}-config"
+    return f"{name}{FRONTEND_SUFFIX}-config"
 
 
 def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
@@ -101,13 +103,17 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(owner, owner.name, COMPONENT),
+        "metadata": metadata(owner, workload_name(owner), COMPONENT),
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
             "template": {
                 "metadata": {
-                    "labels": metadata(owner, owner.name, COMPONENT)["labels"],
+                    "labels": {
+                        **metadata(owner, workload_name(owner), COMPONENT)["labels"],
+                        # Lets the pods through each model's NetworkPolicy.
+                        **{model_client_label(m.name): "true" for m in spec.models},
+                    },
                     "annotations": {
                         **spec.pod_annotations,
                         CHECKSUM_ANNOTATION: config_checksum(frontend_env(owner, spec)),

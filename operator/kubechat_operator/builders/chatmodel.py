@@ -1,4 +1,5 @@
-"""ChatModel → ConfigMap, progress ConfigMap, RBAC, Deployment, Service, HPA and PVC (pure functions)."""
+"""ChatModel → ConfigMap, progress ConfigMap, RBAC, Deployment, Service, HPA, PVC, PodDisruptionBudget and
+NetworkPolicy (pure functions)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from kubechat_operator.builders.common import (
     secret_env,
     selector_labels,
     service,
+    workload_name,
 )
 from kubechat_operator.config import OperatorConfig
 from kubechat_operator.spec import ChatModelSpec, Resource
@@ -30,6 +32,16 @@ COMPONENT = "model-server"
 CACHE_DIR = "/cache"
 MODELS_DIR = "/models"
 STARTUP_PROBE_PERIOD_S = 10
+# A terminating pod: the preStop pause lets kube-proxy and the frontends' connection pools drop the pod
+# before SIGTERM; then the server drains (KUBECHAT_DRAIN_SECONDS of 503 on readiness, then in-flight requests
+# up to their timeout). The grace period covers all of it plus a margin, so no chat is cut by SIGKILL.
+PRE_STOP_S = 5
+DRAIN_S = 5
+GRACE_MARGIN_S = 10
+# The rollout's progress deadline beyond the startup budget: scheduling and an image pull come first.
+PROGRESS_DEADLINE_MARGIN_S = 600
+# Label on frontend pods naming each ChatModel they may call: models.kubechat.dev/<model>: "true".
+MODEL_CLIENT_LABEL_PREFIX = "models.kubechat.dev/"
 
 
 def config_map_name(name: str) -> str:
@@ -46,6 +58,11 @@ def service_account_name(name: str) -> str:
 
 def cache_claim_name(name: str) -> str:
     return f"{name}-cache"
+
+
+def model_client_label(model: str) -> str:
+    """The pod label (value "true") that lets a pod through the model's NetworkPolicy."""
+    return MODEL_CLIENT_LABEL_PREFIX + model
 
 
 def model_endpoint(name: str, namespace: str) -> str:
@@ -73,6 +90,7 @@ def server_env(owner: Resource, spec: ChatModelSpec) -> dict[str, str]:
         "KUBECHAT_MAX_QUEUE": str(spec.serving.max_queue),
         "KUBECHAT_MAX_INPUT_TOKENS": str(spec.serving.max_input_tokens),
         "KUBECHAT_REQUEST_TIMEOUT_S": str(spec.serving.request_timeout_seconds),
+        "KUBECHAT_DRAIN_SECONDS": str(DRAIN_S),
         "KUBECHAT_PORT": str(HTTP_PORT),
         "KUBECHAT_PROGRESS_CONFIGMAP": progress_config_map_name(owner.name),
     }
@@ -142,32 +160,55 @@ def build_role_binding(owner: Resource) -> Manifest:
     }
 
 
-def build_cache_claim(owner: Resource, spec: ChatModelSpec) -> Manifest | None:
-    """The weight-cache PVC, or None when the ChatModel asks for none (an emptyDir is used then)."""
-    if spec.cache is None:
-        return None
+def shared_cache(spec: ChatModelSpec) -> bool:
+    """Whether the replicas share one cache claim: only a ReadWriteMany one can be mounted on every node."""
+    return spec.cache is not None and spec.cache.access_mode == "ReadWriteMany"
+
+
+def _claim_spec(spec: ChatModelSpec) -> Manifest:
+    assert spec.cache is not None
     claim: Manifest = {
         "accessModes": [spec.cache.access_mode],
         "resources": {"requests": {"storage": str(spec.cache.size)}},
     }
     if spec.cache.storage_class_name:
         claim["storageClassName"] = spec.cache.storage_class_name
+    return claim
+
+
+def build_cache_claim(owner: Resource, spec: ChatModelSpec) -> Manifest | None:
+    """The shared weight-cache PVC (ReadWriteMany caches only), else None."""
+    if not shared_cache(spec):
+        return None
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": metadata(owner, cache_claim_name(owner.name), COMPONENT),
-        "spec": claim,
+        "spec": _claim_spec(spec),
+    }
+
+
+def _cache_volume(owner: Resource, spec: ChatModelSpec) -> Manifest:
+    """The /cache volume: the shared claim (ReadWriteMany); a claim per pod (ReadWriteOnce, ReadWriteOncePod:
+    a generic ephemeral volume, kept across container restarts and deleted with its pod), since a one-node
+    claim shared by replicas on several nodes hangs them in Multi-Attach; else an emptyDir."""
+    if spec.cache is None:
+        return {"emptyDir": {}}
+    if shared_cache(spec):
+        return {"persistentVolumeClaim": {"claimName": cache_claim_name(owner.name)}}
+    return {
+        "ephemeral": {
+            "volumeClaimTemplate": {
+                "metadata": {"labels": selector_labels(owner, COMPONENT)},
+                "spec": _claim_spec(spec),
+            }
+        }
     }
 
 
 def _volumes(owner: Resource, spec: ChatModelSpec) -> tuple[list[Manifest], list[Manifest]]:
     """Pod volumes and container mounts: writable /tmp and /cache, and the read-only model claim if any."""
-    cache_source: Manifest = (
-        {"persistentVolumeClaim": {"claimName": cache_claim_name(owner.name)}}
-        if spec.cache
-        else {"emptyDir": {}}
-    )
-    volumes = [{"name": "tmp", "emptyDir": {}}, {"name": "cache", **cache_source}]
+    volumes = [{"name": "tmp", "emptyDir": {}}, {"name": "cache", **_cache_volume(owner, spec)}]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "cache", "mountPath": CACHE_DIR}]
     pvc = spec.model.pvc
     if pvc:
@@ -200,6 +241,72 @@ def _tolerations(spec: ChatModelSpec) -> list[Manifest]:
     return tolerations
 
 
+def termination_grace_seconds(spec: ChatModelSpec) -> int:
+    """Long enough for the preStop pause, the drain and the longest request, so no chat is cut."""
+    return PRE_STOP_S + DRAIN_S + spec.serving.request_timeout_seconds + GRACE_MARGIN_S
+
+
+def rolling_update(spec: ChatModelSpec) -> Manifest:
+    """Keep serving through a rollout. One replica: surge a new pod first (a GPU model waits for a free GPU
+    while the old pod serves). Several GPU replicas: replace one at a time (no spare GPU is assumed; the
+    others serve). CPU replicas surge."""
+    if spec.resources.gpu.count > 0 and spec.replicas > 1:
+        return {"maxSurge": 0, "maxUnavailable": 1}
+    return {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def build_pod_disruption_budget(owner: Resource, spec: ChatModelSpec) -> Manifest | None:
+    """At most one model pod evicted at a time (node drains, cluster upgrades) when there are several.
+
+    One replica gets none: a budget of zero evictions would block every node drain forever. Unhealthy pods
+    may always be evicted, so a crash-looping pod does not block a drain either."""
+    if spec.replicas <= 1 and (spec.autoscaling is None or spec.autoscaling.max_replicas <= 1):
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(owner, workload_name(owner), COMPONENT),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def build_network_policy(owner: Resource, spec: ChatModelSpec, config: OperatorConfig) -> Manifest | None:
+    """Only the ChatFrontends that offer this model (their pods carry model_client_label) and the operator may
+    reach the model pods; anyone else would bypass the frontends' keys and rate limits. Opt out with
+    spec.networkPolicy.enabled: false."""
+    if not spec.network_policy.enabled:
+        return None
+    peers: list[Manifest] = [{"podSelector": {"matchLabels": {model_client_label(owner.name): "true"}}}]
+    if config.operator_namespace:
+        peers.append(
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}
+                },
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/part-of": "kubechat",
+                        "app.kubernetes.io/component": "operator",
+                    }
+                },
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, workload_name(owner), COMPONENT),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": HTTP_PORT}]}],
+        },
+    }
+
+
 def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfig) -> Manifest:
     """The model-server Deployment.
 
@@ -226,13 +333,14 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
         "readinessProbe": http_get("/readyz", 5, 3),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
     }
     pod: Manifest = {
         "serviceAccountName": service_account_name(owner.name),
         "securityContext": pod_security_context(),
         "containers": [container],
         "volumes": volumes,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
     }
     optional = {
         "nodeSelector": spec.node_selector or None,
@@ -243,8 +351,6 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
         "imagePullSecrets": [{"name": s.name} for s in spec.image_pull_secrets] or None,
     }
     pod.update({k: v for k, v in optional.items() if v is not None})
-    # A GPU pod cannot surge: the extra pod would wait for a free GPU. Replace pods one at a time instead.
-    strategy = {"maxSurge": 0, "maxUnavailable": 1} if gpu.count > 0 else {"maxSurge": 1, "maxUnavailable": 0}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -252,7 +358,10 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(spec)},
+            # A rollout is stuck only once a new pod had its whole startup budget (a 45-minute download is
+            # progress, not a failure; the default 600 s would report it Degraded at minute 10).
+            "progressDeadlineSeconds": spec.startup_budget_seconds + PROGRESS_DEADLINE_MARGIN_S,
             "template": {
                 "metadata": {
                     "labels": metadata(owner, owner.name, COMPONENT)["labels"],
@@ -279,5 +388,17 @@ def build_model_children(owner: Resource, spec: ChatModelSpec, config: OperatorC
         build_deployment(owner, spec, config),
         service(owner, COMPONENT, HTTP_PORT),
         horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling) if spec.autoscaling else None,
+        build_pod_disruption_budget(owner, spec),
+        build_network_policy(owner, spec, config),
     ]
     return [child for child in children if child is not None]
+
+
+def optional_model_children(owner: Resource) -> list[tuple[str, str]]:
+    """(kind, name) of the children only some specs ask for; the ones not asked for are pruned."""
+    return [
+        ("HorizontalPodAutoscaler", workload_name(owner)),
+        ("PersistentVolumeClaim", cache_claim_name(owner.name)),
+        ("PodDisruptionBudget", workload_name(owner)),
+        ("NetworkPolicy", workload_name(owner)),
+    ]

@@ -17,6 +17,16 @@ NON_ROOT_UID = 1000
 
 Manifest = dict[str, Any]
 
+# A ChatModel's Deployment and Service keep the CR's name (the Service is the endpoint clients know); every
+# ChatFrontend child ends in this suffix, which the ChatModel CRD forbids at the end of a name. So a ChatModel
+# and a ChatFrontend can share a name, and no child of one kind can ever be named like a child of the other.
+FRONTEND_SUFFIX = "-frontend"
+
+
+def workload_name(owner: Resource) -> str:
+    """Name of the owner's Deployment, Service, HPA and PodDisruptionBudget."""
+    return owner.name + FRONTEND_SUFFIX if owner.kind == "ChatFrontend" else owner.name
+
 
 def owner_label(owner: Resource) -> str:
     """The label naming a child's owner, e.g. kubechat.dev/chatmodel."""
@@ -140,11 +150,11 @@ def http_get(path: str, period: int, failures: int, timeout: int = 5) -> Manifes
 
 
 def service(owner: Resource, component: str, port: int, service_type: str = "ClusterIP") -> Manifest:
-    """A Service named after the owner that forwards port to the pods' http port."""
+    """The owner's Service (workload_name) that forwards port to the pods' http port."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(owner, owner.name, component),
+        "metadata": metadata(owner, workload_name(owner), component),
         "spec": {
             "type": service_type,
             "selector": selector_labels(owner, component),
@@ -161,7 +171,7 @@ def horizontal_pod_autoscaler(owner: Resource, component: str, autoscaling: Auto
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata(owner, owner.name, component),
+        "metadata": metadata(owner, workload_name(owner), component),
         "spec": {
             "scaleTargetRef": {"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.name},
             "minReplicas": autoscaling.min_replicas,

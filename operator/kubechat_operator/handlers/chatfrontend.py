@@ -4,27 +4,20 @@ from __future__ import annotations
 
 from kubechat_operator.builders import build_frontend_children
 from kubechat_operator.builders.chatfrontend import COMPONENT
-from kubechat_operator.builders.common import selector_string
+from kubechat_operator.builders.common import selector_string, workload_name
 from kubechat_operator.kube import Kube, Manifest
 from kubechat_operator.observe import frontend_blocker, observe_workload
-from kubechat_operator.reconciler import (
-    RECHECK_BLOCKED_S,
-    Runtime,
-    now,
-    read_spec,
-    reconcile_children,
-    write_status,
-)
+from kubechat_operator.reconciler import Runtime, now, read_spec, reconcile_children, write_status
 from kubechat_operator.spec import ChatFrontendSpec, Resource
-from kubechat_operator.status import set_condition, workload_status
+from kubechat_operator.status import Blocker, set_condition, workload_status
 from kubechat_operator.workqueue import Trigger
 
 
 def frontend_url(kube: Kube, owner: Resource, spec: ChatFrontendSpec) -> str:
     """Where users reach the chat page: the in-cluster URL, a node port, or the load balancer's address."""
     if spec.service.type == "ClusterIP":
-        return f"http://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
-    service = kube.get("Service", owner.namespace, owner.name) or {}
+        return f"http://{workload_name(owner)}.{owner.namespace}.svc:{spec.service.port}"
+    service = kube.get("Service", owner.namespace, workload_name(owner)) or {}
     if spec.service.type == "NodePort":
         ports = service.get("spec", {}).get("ports") or [{}]
         return f"http://<node>:{ports[0].get('nodePort', '?')}"
@@ -33,7 +26,7 @@ def frontend_url(kube: Kube, owner: Resource, spec: ChatFrontendSpec) -> str:
     return f"http://{address}:{spec.service.port}" if address else "<pending load balancer>"
 
 
-def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -> float | None:
+def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -> Blocker | None:
     """Bring a ChatFrontend's children to the desired state and its status to what the cluster reports."""
     kube = runtime.kube
     owner = Resource.from_body(body)
@@ -43,11 +36,14 @@ def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -
     )
     if spec is not None and blocker is None:
         desired = build_frontend_children(owner, spec, runtime.config)
-        blocker = reconcile_children(
-            kube, owner, previous, desired, trigger, autoscaled=spec.autoscaling is not None
-        )
+        optional = [("HorizontalPodAutoscaler", workload_name(owner))]
+        blocker = reconcile_children(runtime, owner, previous, desired, trigger, optional)
     observed = observe_workload(
-        kube, owner.namespace, owner.name, selector_string(owner, COMPONENT), spec.replicas if spec else 0
+        kube,
+        owner.namespace,
+        workload_name(owner),
+        selector_string(owner, COMPONENT),
+        spec.replicas if spec else 0,
     )
     conditions = previous.get("conditions") or []
     status = workload_status(observed, conditions, owner.generation, now(), blocker)
@@ -68,4 +64,4 @@ def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -
     status["models"] = ",".join(m.name for m in spec.models) if spec else ""
     status["url"] = frontend_url(kube, owner, spec) if spec and blocker is None else ""
     write_status(runtime, body, status)
-    return RECHECK_BLOCKED_S if blocker else None
+    return blocker

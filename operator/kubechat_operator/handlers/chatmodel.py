@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 from kubechat_operator.builders import build_model_children
-from kubechat_operator.builders.chatmodel import COMPONENT, model_endpoint, progress_config_map_name
-from kubechat_operator.builders.common import selector_string
+from kubechat_operator.builders.chatmodel import (
+    COMPONENT,
+    model_endpoint,
+    optional_model_children,
+    progress_config_map_name,
+)
+from kubechat_operator.builders.common import selector_labels, selector_string
 from kubechat_operator.kube import Manifest
 from kubechat_operator.observe import model_blocker, observe_workload, stale_progress_keys
-from kubechat_operator.reconciler import (
-    RECHECK_BLOCKED_S,
-    Runtime,
-    now,
-    read_spec,
-    reconcile_children,
-    write_status,
-)
+from kubechat_operator.reconciler import Runtime, now, read_spec, reconcile_children, write_status
 from kubechat_operator.spec import ChatModelSpec, Resource
-from kubechat_operator.status import workload_status
+from kubechat_operator.status import Blocker, Observed, load_progress, workload_status
 from kubechat_operator.workqueue import Trigger
 
 
-def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> float | None:
+def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> Blocker | None:
     """Bring a ChatModel's children to the desired state and its status to what the cluster reports."""
+    if trigger.progress_only and trigger.progress is not None:
+        refresh_load_progress(runtime, body, trigger.progress)
+        return None
     kube = runtime.kube
     owner = Resource.from_body(body)
     previous = body.get("status") or {}
@@ -29,7 +30,7 @@ def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> f
     if spec is not None and blocker is None:
         desired = build_model_children(owner, spec, runtime.config)
         blocker = reconcile_children(
-            kube, owner, previous, desired, trigger, autoscaled=spec.autoscaling is not None
+            runtime, owner, previous, desired, trigger, optional_model_children(owner)
         )
     observed = observe_workload(
         kube,
@@ -48,4 +49,21 @@ def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> f
     status["endpoint"] = model_endpoint(owner.name, owner.namespace)
     status["selector"] = selector_string(owner, COMPONENT)
     write_status(runtime, body, status)
-    return RECHECK_BLOCKED_S if blocker else None
+    return blocker
+
+
+def refresh_load_progress(runtime: Runtime, body: Manifest, progress: dict[str, str]) -> None:
+    """A pod reported load progress: update status.loadProgress (and a Loading message) from the report and
+    the watched pods, without reading the workload or applying anything."""
+    owner = Resource.from_body(body)
+    previous = body.get("status") or {}
+    pods = runtime.pods.select(owner.namespace, selector_labels(owner, COMPONENT))
+    summary = load_progress(Observed(desired=0, pods=pods, progress=progress))
+    if summary == previous.get("loadProgress"):
+        return
+    status: Manifest = {"loadProgress": summary}
+    if previous.get("reason") == "Loading" and summary["summary"]:
+        status["message"] = f"model loading: {summary['summary']}"
+    runtime.kube.merge_patch(
+        "ChatModel", owner.namespace, owner.name, {"status": status}, subresource="status"
+    )

@@ -28,6 +28,12 @@ def make_resource(kind: str = "ChatModel", name: str = "godel", generation: int 
 
 
 @pytest.fixture
+def owner() -> Callable[[str, str], Resource]:
+    """make_resource(kind, name) as a fixture, for tests that need several owners."""
+    return make_resource
+
+
+@pytest.fixture
 def model_owner() -> Resource:
     return make_resource("ChatModel", "godel")
 

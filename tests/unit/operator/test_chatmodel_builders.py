@@ -26,7 +26,16 @@ def test_children_are_owned_by_the_chatmodel_and_labelled(
 ) -> None:
     children = build_model_children(model_owner, ChatModelSpec.model_validate(GODEL), config)
     assert sorted(c["kind"] for c in children) == sorted(
-        ["ConfigMap", "ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"]
+        [
+            "ConfigMap",
+            "ConfigMap",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "Service",
+            "NetworkPolicy",
+        ]
     )
     for child in children:
         (owner,) = child["metadata"]["ownerReferences"]
@@ -94,7 +103,7 @@ def test_unset_generation_settings_are_left_to_the_model_family(
     } & set(data)
 
 
-def test_gpu_is_requested_and_limited_with_a_toleration_and_no_surge(
+def test_gpu_is_requested_and_limited_with_a_toleration_and_a_single_replica_surges(
     config: OperatorConfig, model_owner: Resource, by_kind
 ) -> None:
     deployment = build_deployment(model_owner, ChatModelSpec.model_validate(LLAMA), config)
@@ -105,6 +114,14 @@ def test_gpu_is_requested_and_limited_with_a_toleration_and_no_surge(
     }
     pod = deployment["spec"]["template"]["spec"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    # One replica: the old pod keeps serving until the new one is ready (no downtime on a prompt edit).
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_several_gpu_replicas_are_replaced_one_at_a_time_without_a_spare_gpu(
+    config: OperatorConfig, model_owner: Resource
+) -> None:
+    deployment = build_deployment(model_owner, ChatModelSpec.model_validate({**LLAMA, "replicas": 3}), config)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
@@ -255,20 +272,37 @@ def test_autoscaling_adds_an_hpa_that_scales_the_chatmodel(
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
 
 
-def test_cache_asks_for_a_pvc_mounted_at_cache(
+def test_a_read_write_many_cache_is_one_claim_shared_by_the_replicas(
     config: OperatorConfig, model_owner: Resource, by_kind
 ) -> None:
-    spec = ChatModelSpec.model_validate({**GODEL, "cache": {"size": "20Gi", "storageClassName": "fast"}})
+    spec = ChatModelSpec.model_validate(
+        {**GODEL, "cache": {"size": "20Gi", "storageClassName": "fast", "accessMode": "ReadWriteMany"}}
+    )
     kinds = by_kind(build_model_children(model_owner, spec, config))
     claim = kinds["PersistentVolumeClaim"]
     assert claim["metadata"]["name"] == "godel-cache"
     assert claim["spec"] == {
-        "accessModes": ["ReadWriteOnce"],
+        "accessModes": ["ReadWriteMany"],
         "resources": {"requests": {"storage": "20Gi"}},
         "storageClassName": "fast",
     }
     volumes = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "cache", "persistentVolumeClaim": {"claimName": "godel-cache"}} in volumes
+
+
+def test_a_read_write_once_cache_is_one_claim_per_pod_so_replicas_never_multi_attach(
+    config: OperatorConfig, model_owner: Resource, by_kind
+) -> None:
+    spec = ChatModelSpec.model_validate({**GODEL, "replicas": 4, "cache": {"size": "20Gi"}})
+    kinds = by_kind(build_model_children(model_owner, spec, config))
+    assert "PersistentVolumeClaim" not in kinds
+    volumes = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    cache = next(v for v in volumes if v["name"] == "cache")
+    template = cache["ephemeral"]["volumeClaimTemplate"]
+    assert template["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "20Gi"}},
+    }
 
 
 def test_pvc_model_id_is_mounted_read_only_and_passed_as_a_path(

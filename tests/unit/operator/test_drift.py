@@ -1,4 +1,5 @@
-"""Drift: a child that lost one of our fields (or was deleted) is re-applied; server defaults are not."""
+"""Drift: a child that lost one of our fields, was deleted or gained a foreign pod-template field is
+re-applied; server defaults and canonical quantities are not drift."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import copy
 from kubechat_operator.apply import drifted_children
 from kubechat_operator.builders import build_model_children
 from kubechat_operator.config import OperatorConfig
+from kubechat_operator.drift import foreign_fields
 from kubechat_operator.spec import ChatModelSpec, Resource
 
 
@@ -30,7 +32,7 @@ def _as_served(manifest: dict) -> dict:
 def test_an_untouched_child_with_server_defaults_is_not_drift(model_owner: Resource) -> None:
     desired = _desired(model_owner)
     seen = {(m["kind"], m["metadata"]["name"]): _as_served(m) for m in desired}
-    assert drifted_children(desired, seen) == set()
+    assert drifted_children(desired, seen) == []
 
 
 def test_edited_and_deleted_children_are_drift(model_owner: Resource) -> None:
@@ -44,8 +46,64 @@ def test_edited_and_deleted_children_are_drift(model_owner: Resource) -> None:
         ("ConfigMap", "godel-config"): config,
         ("Service", "godel"): None,
     }
-    assert drifted_children(desired, seen) == {
+    assert {(m["kind"], m["metadata"]["name"]) for m in drifted_children(desired, seen)} == {
         ("Deployment", "godel"),
         ("ConfigMap", "godel-config"),
         ("Service", "godel"),
     }
+
+
+def test_quantities_in_canonical_form_are_not_drift(model_owner: Resource) -> None:
+    spec = ChatModelSpec.model_validate(
+        {"model": {"id": "m"}, "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}}}
+    )
+    (deployment,) = [
+        m for m in build_model_children(model_owner, spec, OperatorConfig()) if m["kind"] == "Deployment"
+    ]
+    served = _as_served(deployment)
+    served["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] = {
+        "cpu": "500m",
+        "memory": "1Gi",
+    }
+    assert drifted_children([deployment], {("Deployment", "godel"): served}) == []
+    served["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "1"
+    assert drifted_children([deployment], {("Deployment", "godel"): served}) == [deployment]
+
+
+def _managed(manager: str, fields: dict) -> dict:
+    return {"manager": manager, "operation": "Update", "fieldsV1": fields}
+
+
+def test_a_pod_template_field_another_manager_added_is_foreign_and_drift(model_owner: Resource) -> None:
+    desired = _desired(model_owner)
+    deployment = next(m for m in desired if m["kind"] == "Deployment")
+    served = _as_served(deployment)
+    served["spec"]["template"]["spec"]["hostNetwork"] = True
+    served["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = True
+    container_key = 'k:{"name":"model-server"}'
+    served["metadata"]["managedFields"] = [
+        _managed(
+            "kubechat-operator",
+            {"f:spec": {"f:template": {"f:spec": {"f:containers": {container_key: {"f:image": {}}}}}}},
+        ),
+        _managed(
+            "kubectl-edit",
+            {
+                "f:spec": {
+                    "f:template": {
+                        "f:spec": {
+                            "f:hostNetwork": {},
+                            "f:containers": {container_key: {"f:securityContext": {"f:privileged": {}}}},
+                        },
+                        "f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/restartedAt": {}}},
+                    }
+                }
+            },
+        ),
+        _managed("kube-controller-manager", {"f:status": {"f:replicas": {}}}) | {"subresource": "status"},
+    ]
+    assert foreign_fields(served) == [
+        "/spec/template/spec/containers/0/securityContext/privileged",
+        "/spec/template/spec/hostNetwork",
+    ]
+    assert drifted_children([deployment], {("Deployment", "godel"): served}) == [deployment]
