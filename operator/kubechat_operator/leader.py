@@ -22,18 +22,23 @@ def _micro_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 class LeaderElection:
     """Acquire and keep the Lease namespace/name under identity."""
 
     def __init__(self, kube: Kube, namespace: str, name: str, identity: str, duration_s: int = 15) -> None:
         self.kube, self.namespace, self.name, self.identity = kube, namespace, name, identity
         self.duration_s = duration_s
+        # Like client-go, expiry is judged on this process's monotonic clock from when it last saw the lease
+        # record change, never by comparing the holder's renewTime with the local wall clock (clocks skew).
+        self._observed_record: tuple[object, ...] | None = None
+        self._observed_at = 0.0
+
+    def _expired(self, spec: Manifest) -> bool:
+        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
+        if record != self._observed_record:
+            self._observed_record, self._observed_at = record, time.monotonic()
+        duration = spec.get("leaseDurationSeconds") or self.duration_s
+        return time.monotonic() > self._observed_at + duration
 
     def _lease(self, previous: Manifest | None, transitions: int) -> Manifest:
         now = datetime.now(UTC)
@@ -64,10 +69,7 @@ class LeaderElection:
                 return True
             spec = lease.get("spec", {})
             holder = spec.get("holderIdentity")
-            renewed = _parse(spec.get("renewTime"))
-            duration = timedelta(seconds=spec.get("leaseDurationSeconds") or self.duration_s)
-            expired = renewed is None or datetime.now(UTC) > renewed + duration
-            if holder and holder != self.identity and not expired:
+            if holder and holder != self.identity and not self._expired(spec):
                 return False
             self.kube.replace(self._lease(lease, 0 if holder == self.identity else 1))
             return True

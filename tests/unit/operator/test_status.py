@@ -177,3 +177,23 @@ def test_transitions_become_events_warnings_for_trouble() -> None:
         transition_event({}, {"phase": "Pending", "reason": "Unschedulable", "message": "m"})[0] == "Warning"
     )
     assert transition_event({"phase": "Ready", "reason": ""}, {"phase": "Ready", "reason": ""}) is None
+
+
+def test_a_pod_stuck_on_a_volume_reports_the_events_reason_not_pods_starting() -> None:
+    pod = {
+        "metadata": {"name": "godel-abc"},
+        "spec": {"nodeName": "node-1"},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]},
+    }
+    event = {
+        "reason": "FailedAttachVolume",
+        "message": 'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) godel-xyz',
+    }
+    status = workload_status(
+        Observed(desired=1, pods=[pod], volume_events={"godel-abc": event}),
+        [],
+        1,
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert (status["phase"], status["reason"]) == ("Degraded", "FailedAttachVolume")
+    assert "Multi-Attach" in status["message"]
