@@ -190,7 +190,7 @@ def up(check: bool) -> int:
 
         frontend_port = preferred_port(8080)
         frontend = quick.run_deployment(
-            FRONTEND,
+            f"{FRONTEND}-frontend",  # a ChatFrontend's Deployment (docs/operator.md)
             NAMESPACE,
             {8080: frontend_port},
             service_urls={(MODEL, NAMESPACE, 8080): server.spec.url(8080)},

@@ -18,7 +18,7 @@ from kubechat_operator.config import OperatorConfig
 from kubechat_operator.handlers.chatfrontend import reconcile_chatfrontend
 from kubechat_operator.handlers.chatmodel import reconcile_chatmodel
 from kubechat_operator.kube import Kube
-from kubechat_operator.metrics import QUEUE_BUSY
+from kubechat_operator.metrics import CHILD_EVENTS, QUEUE_BUSY
 from kubechat_operator.reconciler import Runtime, run_reconcile
 from kubechat_operator.workqueue import Key, ReconcileQueue, Trigger
 
@@ -119,6 +119,7 @@ async def child_event(
     owner's status (a progress report refreshes only the load progress)."""
     child = event.get("object") or {}
     kind = child.get("kind", "")
+    CHILD_EVENTS.labels(kind).inc()
     runtime: Runtime = memo.runtime
     if type == "DELETED":
         runtime.owned.forget(kind, namespace, name)

@@ -19,3 +19,12 @@ TIME_TO_READY = Histogram(
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 QUEUE_BUSY = Gauge("kubechat_operator_queue_busy", "Resources with a reconcile pending or running")
+CHILD_EVENTS = Counter(
+    "kubechat_operator_child_events_total",
+    "Watch events of children received (the apiserver filters the watches by the managed-by label)",
+    ["kind"],
+)
+PROGRESS_REFRESHES = Counter(
+    "kubechat_operator_progress_refreshes_total",
+    "Load-progress reports turned into status without a full reconcile",
+)

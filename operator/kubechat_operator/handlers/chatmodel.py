@@ -11,6 +11,7 @@ from kubechat_operator.builders.chatmodel import (
 )
 from kubechat_operator.builders.common import selector_labels, selector_string
 from kubechat_operator.kube import Manifest
+from kubechat_operator.metrics import PROGRESS_REFRESHES
 from kubechat_operator.observe import model_blocker, observe_workload, stale_progress_keys
 from kubechat_operator.reconciler import Runtime, now, read_spec, reconcile_children, write_status
 from kubechat_operator.spec import ChatModelSpec, Resource
@@ -67,3 +68,4 @@ def refresh_load_progress(runtime: Runtime, body: Manifest, progress: dict[str, 
     runtime.kube.merge_patch(
         "ChatModel", owner.namespace, owner.name, {"status": status}, subresource="status"
     )
+    PROGRESS_REFRESHES.inc()

@@ -23,12 +23,13 @@ def test_frontend_waits_for_a_missing_model_and_comes_up_when_it_exists(
         "ModelNotFound",
     )
     assert "waiting for ChatModel 'godel'" in conditions["ModelsAvailable"]["message"]
-    assert kubectl.get("deployment", "godel-chat") is None
+    assert kubectl.get("deployment", "godel-chat-frontend") is None
 
     kubectl.apply(model_doc)
     status = kubectl.wait_phase("chatfrontend", "godel-chat", "Ready", timeout=60)
-    assert status["url"] == f"http://godel-chat.{kubectl.namespace}.svc:80"
-    models = json.loads(kubectl.get("configmap", "godel-chat-config")["data"]["KUBECHAT_FRONTEND_MODELS"])
+    assert status["url"] == f"http://godel-chat-frontend.{kubectl.namespace}.svc:80"
+    config = kubectl.get("configmap", "godel-chat-frontend-config")["data"]
+    models = json.loads(config["KUBECHAT_FRONTEND_MODELS"])
     assert models == [{"name": "godel", "url": f"http://godel.{kubectl.namespace}.svc:8080", "default": True}]
     kubectl.wait_phase("chatmodel", "godel", "Ready", timeout=60)
     assert kubectl.status("chatmodel", "godel")["ready"] == "2/2"
@@ -40,11 +41,13 @@ def test_npc_example_applies_as_is_with_personas_and_a_node_port(
     kubectl.apply(EXAMPLES / "npc-persona.yaml")
     kubectl.wait_phase("chatmodel", "npc", "Ready", timeout=60)
     status = kubectl.wait_phase("chatfrontend", "oakvale", "Ready", timeout=60)
-    node_port = kubectl.get("service", "oakvale")["spec"]["ports"][0]["nodePort"]
+    node_port = kubectl.get("service", "oakvale-frontend")["spec"]["ports"][0]["nodePort"]
     assert status["url"].endswith(f":{node_port}")
     config = kubectl.get("configmap", "npc-config")["data"]
     assert config["KUBECHAT_PERSONA_SCRATCHPAD"] == "true"
     assert config["KUBECHAT_PERSONA_CHARACTER"].startswith("Mira")
-    personas = json.loads(kubectl.get("configmap", "oakvale-config")["data"]["KUBECHAT_FRONTEND_PERSONAS"])
+    personas = json.loads(
+        kubectl.get("configmap", "oakvale-frontend-config")["data"]["KUBECHAT_FRONTEND_PERSONAS"]
+    )
     assert [p["name"] for p in personas] == ["Mira", "Tobin"]
     assert "oakvale" in kubectl("get", "kubechat").stdout

@@ -16,7 +16,7 @@ spec:
   prompt: {instruction: be kind}
   replicas: 1
 """
-# A PersistentVolume for the Llama example's 30Gi cache claim (the control plane has no provisioner).
+# PersistentVolumes for the Llama example's per-pod 30Gi cache claims (the control plane has no provisioner).
 CACHE_VOLUME = """
 apiVersion: v1
 kind: PersistentVolume
@@ -25,8 +25,8 @@ spec:
   capacity: {storage: 30Gi}
   accessModes: [ReadWriteOnce]
   hostPath: {path: /tmp/%(name)s}
-  claimRef: {namespace: %(namespace)s, name: llama-2-7b-chat-cache}
 """
+CACHE_VOLUMES = 3  # the example's pod, a scaled-out second one, one spare
 
 
 def _pod_names(kubectl: Kubectl, model: str) -> set[str]:
@@ -36,15 +36,14 @@ def _pod_names(kubectl: Kubectl, model: str) -> set[str]:
 
 @pytest.fixture
 def llama(kubectl: Kubectl, operator: OperatorProcess) -> dict:
-    """The Llama-2 example applied as it is, with its token Secret and a volume for its cache claim."""
+    """The Llama-2 example applied as it is, with its token Secret and volumes for its pods' cache claims."""
     kubectl("create", "secret", "generic", "hf-token", "--from-literal=token=hf_test")
-    volume = f"cache-{kubectl.namespace}"
-    kubectl.plane.kubectl(
-        "apply", "-f", "-", input=CACHE_VOLUME % {"name": volume, "namespace": kubectl.namespace}
-    )
+    volumes = [f"cache-{kubectl.namespace}-{i}" for i in range(CACHE_VOLUMES)]
+    for volume in volumes:
+        kubectl.plane.kubectl("apply", "-f", "-", input=CACHE_VOLUME % {"name": volume})
     kubectl.apply(EXAMPLES / "llama-2-7b-chat.yaml")
     yield kubectl.wait_phase("chatmodel", "llama-2-7b-chat", "Ready", timeout=90)
-    kubectl.plane.kubectl("delete", "pv", volume, "--wait=false", check=False)
+    kubectl.plane.kubectl("delete", "pv", *volumes, "--wait=false", check=False)
 
 
 def test_example_llama_gets_children_with_gpu_probes_env_owner_refs_and_labels(
@@ -76,7 +75,6 @@ def test_example_llama_gets_children_with_gpu_probes_env_owner_refs_and_labels(
         ("serviceaccount", "llama-2-7b-chat-model-server"),
         ("role", "llama-2-7b-chat-model-server"),
         ("rolebinding", "llama-2-7b-chat-model-server"),
-        ("pvc", "llama-2-7b-chat-cache"),
     ]:
         meta = kubectl.get(resource, name)["metadata"]
         assert [(r["kind"], r["uid"], r["controller"]) for r in meta["ownerReferences"]] == [
@@ -86,6 +84,11 @@ def test_example_llama_gets_children_with_gpu_probes_env_owner_refs_and_labels(
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "kubechat-operator"
     (pod,) = kubectl.items("pods", "kubechat.dev/chatmodel=llama-2-7b-chat")
     assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
+    # A ReadWriteOnce cache is a claim per pod (the pod's own, deleted with it), never one shared claim.
+    assert kubectl.get("pvc", "llama-2-7b-chat-cache") is None
+    claim = kubectl.get("pvc", f"{pod['metadata']['name']}-cache")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "30Gi"
+    assert [r["kind"] for r in claim["metadata"]["ownerReferences"]] == ["Pod"]
 
 
 def test_status_is_ready_with_conditions_and_printer_columns(kubectl: Kubectl, llama: dict) -> None:

@@ -48,5 +48,5 @@ def test_quickstart_ends_with_an_answer_from_the_local_frontend_and_cleans_up() 
     assert not left, f"the quick start left processes behind: {left}"
     # The frontend's sqlite:////data/history.db lives in the local stand-in for its /data volume.
     assert (
-        cache_dir("quickstart") / "pods" / "quickstart-chat" / "volumes" / "data" / "history.db"
+        cache_dir("quickstart") / "pods" / "quickstart-chat-frontend" / "volumes" / "data" / "history.db"
     ).is_file()

@@ -101,7 +101,7 @@ def assert_reconciles_quickstart(operator: LocalProcess, kubectl: Kubectl, names
     wait_for(lambda: ready("chatmodel", "quickstart"), 180, "ChatModel quickstart Ready")
     wait_for(lambda: ready("chatfrontend", "quickstart-chat"), 180, "ChatFrontend quickstart-chat Ready")
     deployments = json.loads(kubectl.run("get", "deployments", "-n", namespace, "-o", "json"))
-    assert {d["metadata"]["name"] for d in deployments["items"]} == {"quickstart", "quickstart-chat"}
+    assert {d["metadata"]["name"] for d in deployments["items"]} == {"quickstart", "quickstart-chat-frontend"}
     log = operator.log_path.read_text()
     assert "Forbidden" not in log and " 403" not in log, operator.log_tail(60)
 

@@ -151,9 +151,9 @@ def test_progress_summary_names_the_slowest_pod_and_counts_pods() -> None:
 
 
 def test_blocker_sets_failed_without_looking_at_pods() -> None:
-    blocker = Blocker("SecretNotFound", "spec.model.tokenSecretRef: Secret 'hf' not found")
+    blocker = Blocker("ConfigMapNotFound", "spec.prompt.knowledgeFrom: ConfigMap 'kb' not found")
     status = workload_status(Observed(1, None, []), [], 1, T0, blocker)
-    assert (status["phase"], status["reason"]) == ("Failed", "SecretNotFound")
+    assert (status["phase"], status["reason"]) == ("Failed", "ConfigMapNotFound")
     assert _conditions(status)["Ready"]["message"] == blocker.message
 
 
