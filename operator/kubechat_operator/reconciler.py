@@ -39,6 +39,8 @@ class Runtime:
     first_seen: dict[tuple[str, int], float] = field(default_factory=dict)
     owned: OwnedChildren = field(default_factory=OwnedChildren)
     pods: PodStore = field(default_factory=PodStore)
+    # uids of resources whose last apply was refused or blocked by a foreign object.
+    unapplied: set[str] = field(default_factory=set)
     events: EventRecorder | None = None
     # Refused requests back off like controller-runtime's default (to 5 min); a resource waiting on the user
     # (a missing ChatModel, a foreign object in the way) is rechecked sooner, up to once a minute.
@@ -139,14 +141,23 @@ def reconcile_children(
     optional (kind, name) children no longer asked for), else only those a watch event showed drifted.
     A foreign object in the way or a refused request becomes the blocker."""
     new_generation = previous_status.get("observedGeneration") != owner.generation
-    if trigger.apply_all or new_generation:
+    # Until one apply of the whole set succeeds, every reconcile (a pod event too) applies it all again, so
+    # a status derived from the pods never hides the refusal.
+    if trigger.apply_all or new_generation or owner.uid in runtime.unapplied:
         blocker = apply_children(runtime.kube, runtime.owned, owner, desired)
         if blocker is None:
             wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
             unwanted = [child for child in optional if child not in wanted]
             prune(runtime.kube, runtime.owned, owner, unwanted, verify=new_generation)
-        return blocker
-    return apply_children(runtime.kube, runtime.owned, owner, drifted_children(desired, trigger.children))
+    else:
+        blocker = apply_children(
+            runtime.kube, runtime.owned, owner, drifted_children(desired, trigger.children)
+        )
+    if blocker is None:
+        runtime.unapplied.discard(owner.uid)
+    else:
+        runtime.unapplied.add(owner.uid)
+    return blocker
 
 
 def write_status(runtime: Runtime, body: Manifest, status: Manifest) -> None:

@@ -21,8 +21,7 @@ from kubechat_operator.workqueue import Trigger
 
 def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> Blocker | None:
     """Bring a ChatModel's children to the desired state and its status to what the cluster reports."""
-    if trigger.progress_only and trigger.progress is not None:
-        refresh_load_progress(runtime, body, trigger.progress)
+    if trigger.progress_only and refresh_load_progress(runtime, body, trigger.progress or {}):
         return None
     kube = runtime.kube
     owner = Resource.from_body(body)
@@ -53,19 +52,22 @@ def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> B
     return blocker
 
 
-def refresh_load_progress(runtime: Runtime, body: Manifest, progress: dict[str, str]) -> None:
-    """A pod reported load progress: update status.loadProgress (and a Loading message) from the report and
-    the watched pods, without reading the workload or applying anything."""
+def refresh_load_progress(runtime: Runtime, body: Manifest, progress: dict[str, str]) -> bool:
+    """A pod reported load progress while the model is Loading: update status.loadProgress and its message
+    from the report and the watched pods, without reading the workload or applying anything. False when the
+    report may change more than that (the first report, a failed load): a full reconcile is due."""
     owner = Resource.from_body(body)
     previous = body.get("status") or {}
+    if previous.get("reason") != "Loading" or previous.get("observedGeneration") != owner.generation:
+        return False
     pods = runtime.pods.select(owner.namespace, selector_labels(owner, COMPONENT))
     summary = load_progress(Observed(desired=0, pods=pods, progress=progress))
-    if summary == previous.get("loadProgress"):
-        return
-    status: Manifest = {"loadProgress": summary}
-    if previous.get("reason") == "Loading" and summary["summary"]:
-        status["message"] = f"model loading: {summary['summary']}"
-    runtime.kube.merge_patch(
-        "ChatModel", owner.namespace, owner.name, {"status": status}, subresource="status"
-    )
-    PROGRESS_REFRESHES.inc()
+    if not summary["summary"] or any(entry["stage"] == "failed" for entry in summary["pods"]):
+        return False
+    if summary != previous.get("loadProgress"):
+        status = {"loadProgress": summary, "message": f"model loading: {summary['summary']}"}
+        runtime.kube.merge_patch(
+            "ChatModel", owner.namespace, owner.name, {"status": status}, subresource="status"
+        )
+        PROGRESS_REFRESHES.inc()
+    return True
