@@ -10,6 +10,7 @@ from kubernetes.client.rest import ApiException
 from kubechat_operator.api_errors import api_error_blocker
 from kubechat_operator.drift import drifted, foreign_fields
 from kubechat_operator.kube import Kube, Manifest
+from kubechat_operator.metrics import APPLIES
 from kubechat_operator.spec import Resource
 from kubechat_operator.status import Blocker
 
@@ -99,6 +100,7 @@ def apply_children(
         kind, namespace, name = _key(manifest)
         try:
             applied = kube.apply(manifest)
+            APPLIES.labels(kind).inc()
             foreign = foreign_fields(applied)
             if foreign:  # apply keeps fields other managers own; take them out explicitly
                 removals = [{"op": "remove", "path": pointer} for pointer in foreign]

@@ -28,3 +28,4 @@ PROGRESS_REFRESHES = Counter(
     "kubechat_operator_progress_refreshes_total",
     "Load-progress reports turned into status without a full reconcile",
 )
+APPLIES = Counter("kubechat_operator_applies_total", "Server-side applies of children", ["kind"])

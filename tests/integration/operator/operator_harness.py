@@ -106,6 +106,16 @@ class OperatorProcess:
         except OSError as exc:
             return getattr(exc, "code", 0) or 0, str(exc)
 
+    def metric(self, sample: str) -> float:
+        """One sample of the operator's /metrics, e.g. 'kubechat_operator_applies_total{kind="Deployment"}'
+        (0 when absent)."""
+        status, body = self.http(self.metrics_port, "/metrics")
+        assert status == 200, body
+        for line in body.splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split(" ")[1])
+        return 0.0
+
     def wait_live(self, timeout: float = 30) -> None:
         def live() -> bool:
             assert self.process.poll() is None, f"operator exited:\n{self.log()}"

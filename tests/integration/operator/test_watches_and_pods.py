@@ -1,0 +1,144 @@
+"""Light on big clusters and honest about pods: the apiserver filters the child watches, load progress
+updates status without a full reconcile, and a pod stuck on a volume shows the volume's Event in status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from operator_harness import Kubectl, OperatorProcess, wait_until
+
+from tests.support.controlplane import ControlPlane
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
+
+MODEL = """
+apiVersion: kubechat.dev/v1alpha1
+kind: ChatModel
+metadata: {name: %(name)s}
+spec:
+  model: {id: microsoft/GODEL-v1_1-base-seq2seq}
+"""
+CONFIG_MAP_EVENTS = 'kubechat_operator_child_events_total{kind="ConfigMap"}'
+
+
+def test_unrelated_config_maps_never_reach_the_operator(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    kubectl.apply(MODEL % {"name": "godel"})
+    kubectl.wait_phase("chatmodel", "godel", "Ready")
+    before = operator.metric(CONFIG_MAP_EVENTS)
+    unrelated = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"user-{i}"}, "data": {"k": "v"}}
+            for i in range(200)
+        ],
+    }
+    kubectl.apply(json.dumps(unrelated))
+    # A labelled ConfigMap made after them: once its event arrived, theirs would have too (one ordered watch).
+    kubectl.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: marker\n"
+        "  labels: {app.kubernetes.io/managed-by: kubechat-operator}\n"
+    )
+    wait_until(lambda: operator.metric(CONFIG_MAP_EVENTS) > before, 30, "the marker's event")
+    assert operator.metric(CONFIG_MAP_EVENTS) == before + 1
+
+
+@pytest.fixture
+def kwok_paused(control_plane: ControlPlane) -> Iterator[None]:
+    """No kubelet stand-in: scheduled pods stay Pending with no container started, as while a node mounts
+    their volumes."""
+    control_plane.stop_components("kwok")
+    try:
+        yield
+    finally:
+        control_plane.start_components("kwok")
+
+
+def _pending_pod(kubectl: Kubectl, model: str) -> dict:
+    return wait_until(
+        lambda: next(
+            (
+                p
+                for p in kubectl.items("pods", f"kubechat.dev/chatmodel={model}")
+                if p["spec"].get("nodeName")
+            ),
+            None,
+        ),
+        30,
+        "a scheduled pod",
+    )
+
+
+def test_progress_reports_update_status_without_a_full_reconcile(
+    kubectl: Kubectl, operator: OperatorProcess, kwok_paused: None
+) -> None:
+    kubectl.apply(MODEL % {"name": "loading"})
+    pod = _pending_pod(kubectl, "loading")["metadata"]["name"]
+
+    def report(percent: float) -> None:
+        data = {pod: json.dumps({"stage": "downloading", "percent": percent, "message": "weights"})}
+        kubectl("patch", "configmap", "loading-progress", "--type=merge", "-p", json.dumps({"data": data}))
+
+    report(5)
+    wait_until(lambda: kubectl.status("chatmodel", "loading").get("reason") == "Loading", 30, "Loading")
+    refreshes = operator.metric("kubechat_operator_progress_refreshes_total")
+    for percent in (20, 40, 60):
+        report(percent)
+        wait_until(
+            lambda p=percent: (
+                kubectl.status("chatmodel", "loading")["loadProgress"]["pods"][0]["percent"] == p
+            ),
+            30,
+            f"{percent}% in status",
+        )
+    status = kubectl.status("chatmodel", "loading")
+    assert status["message"] == "model loading: downloading 60%"
+    assert operator.metric("kubechat_operator_progress_refreshes_total") >= refreshes + 3
+
+
+def test_a_pod_stuck_on_a_volume_reports_the_kubelets_event_in_status(
+    kubectl: Kubectl, operator: OperatorProcess, kwok_paused: None
+) -> None:
+    kubectl.apply(MODEL % {"name": "stuck"})
+    pod = _pending_pod(kubectl, "stuck")
+    kubectl.wait_phase("chatmodel", "stuck", "Progressing")
+    message = (
+        'Multi-Attach error for volume "pvc-7" Volume is already used by pod(s) stuck-0 and is attached to '
+        "another node"
+    )
+    # The Event as the attach/detach controller writes it.
+    kubectl.apply(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": f"{pod['metadata']['name']}.multiattach"},
+                "involvedObject": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": pod["metadata"]["name"],
+                    "namespace": kubectl.namespace,
+                    "uid": pod["metadata"]["uid"],
+                },
+                "type": "Warning",
+                "reason": "FailedAttachVolume",
+                "message": message,
+                "source": {"component": "attachdetach-controller"},
+                "firstTimestamp": "2026-11-30T20:00:00Z",
+                "lastTimestamp": "2026-11-30T20:00:00Z",
+                "count": 1,
+            }
+        )
+    )
+    # Neither pod nor Deployment changes (no kubelet), so nothing would trigger a reconcile: scale, which
+    # keeps the stuck pod (a template change would replace it).
+    kubectl("scale", "chatmodel", "stuck", "--replicas=2")
+    status = wait_until(
+        lambda: (s := kubectl.status("chatmodel", "stuck")).get("reason") == "FailedAttachVolume" and s,
+        30,
+        "FailedAttachVolume in status",
+    )
+    assert status["phase"] == "Degraded"
+    assert "Multi-Attach error" in status["message"]
