@@ -7,6 +7,11 @@ time until every Deployment (baseline) / every ChatModel (operator) is Ready, th
 peak RSS during the run, and its CPU use while idle afterwards.
 
     python bench/operator/bench.py --count 100 [--count 1000] [--json out.json]
+    python bench/operator/bench.py --noise 10000   # unrelated Pods + ConfigMaps vs. an empty namespace
+
+The noise run starts one operator on an empty namespace, measures its RSS and CPU over a window, then creates
+N unrelated ConfigMaps and N unrelated Pods (never scheduled) in the namespace it watches and measures again:
+with server-side label selectors on its child watches none of them should reach it.
 """
 
 from __future__ import annotations
@@ -123,18 +128,7 @@ def run_baseline(kube: Kube, count: int) -> dict:
 def run_operator(kube: Kube, plane: ControlPlane, count: int, log: Path, idle_s: float) -> dict:
     namespace = "bench-operator"
     create_namespace(kube, namespace)
-    args = [
-        sys.executable,
-        "-m",
-        "kubechat_operator",
-        f"--namespace={namespace}",
-        f"--liveness-port={free_port()}",
-        f"--metrics-port={free_port()}",
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, env=python_env(**plane.env()), stdout=out, stderr=subprocess.STDOUT, cwd=REPO
-        )
+    proc = start_operator(plane, namespace, log)
     try:
         time.sleep(3)  # let it list and start watching
         cpu0, rss_peak = process_usage(proc.pid)
@@ -187,18 +181,108 @@ def run_operator(kube: Kube, plane: ControlPlane, count: int, log: Path, idle_s:
             proc.kill()
 
 
+def start_operator(plane: ControlPlane, namespace: str, log: Path) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-m",
+        "kubechat_operator",
+        f"--namespace={namespace}",
+        f"--liveness-port={free_port()}",
+        f"--metrics-port={free_port()}",
+    ]
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            args, env=python_env(**plane.env()), stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
+
+
+def unrelated(kind: str, i: int) -> dict:
+    """An object the operator has nothing to do with: no kubechat label. Pods name a scheduler that does not
+    exist, so they stay Pending and cost no node."""
+    if kind == "ConfigMap":
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"noise-{i}"},
+            "data": {"k": "v"},
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"noise-{i}", "labels": {"app": "noise"}},
+        "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "registry.invalid/noise"}]},
+    }
+
+
+def run_noise(kube: Kube, plane: ControlPlane, count: int, log: Path, window_s: float) -> dict:
+    """RSS and CPU of one operator process with its namespace empty, then with count unrelated ConfigMaps
+    and count unrelated Pods in it (created during the second window)."""
+    namespace = "bench-noise"
+    create_namespace(kube, namespace)
+    proc = start_operator(plane, namespace, log)
+    try:
+        time.sleep(5)  # let it list and start watching
+        cpu0, _ = process_usage(proc.pid)
+        time.sleep(window_s)
+        cpu1, rss_empty = process_usage(proc.pid)
+
+        def create(i: int) -> None:
+            for kind in ("ConfigMap", "Pod"):
+                manifest = unrelated(kind, i)
+                manifest["metadata"]["namespace"] = namespace
+                kube.create(manifest)
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(create, range(count)))
+        creating = time.monotonic() - start
+        time.sleep(window_s)
+        cpu2, rss_noisy = process_usage(proc.pid)
+        assert proc.poll() is None, "the operator died"
+        empty_cpu = 100 * (cpu1 - cpu0) / window_s
+        noisy_cpu = 100 * (cpu2 - cpu1) / (creating + window_s)
+        return {
+            "unrelated_objects": 2 * count,
+            "seconds_creating": round(creating, 1),
+            "empty": {"rss_mb": round(rss_empty / 2**20, 1), "cpu_percent": round(empty_cpu, 2)},
+            "noisy": {"rss_mb": round(rss_noisy / 2**20, 1), "cpu_percent": round(noisy_cpu, 2)},
+            "rss_noisy_over_empty": round(rss_noisy / rss_empty, 3),
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--count", type=int, action="append", help="ChatModels per run (repeatable)")
     parser.add_argument("--idle-seconds", type=float, default=30)
+    parser.add_argument("--noise", type=int, help="run the unrelated-objects comparison with N of each kind")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the operator and the control plane.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
-    for count in args.count or [100]:
+    if args.noise:
+        with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
+            plane = ControlPlane(Path(state), build())
+            plane.start()
+            try:
+                os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+                kube = Kube.connect(pool_size=WORKERS * 2)
+                plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+                result = run_noise(kube, plane, args.noise, Path(state) / "operator.log", args.idle_seconds)
+                print(json.dumps(result), flush=True)
+                results.append(result)
+                kube.close()
+            finally:
+                plane.stop()
+    for count in args.count or ([] if args.noise else [100]):
         # A fresh control plane per size, so that one run's objects do not slow the next.
         with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
             plane = ControlPlane(Path(state), build())
