@@ -63,6 +63,15 @@ REJECTED = {
     "name with a dot": (chat_model(f"  model: {{id: {MODEL_ID}}}", name="a.b"), "metadata.name"),
     "frontend name with a dot": (chat_frontend("  models: [{name: godel}]", name="chat.v2"), "metadata.name"),
     "frontend without models": (chat_frontend("  models: []"), "spec.models"),
+    # Names that would let a child of one kind take the name of a child of the other (docs/operator.md).
+    "model named like a frontend's children": (
+        chat_model(f"  model: {{id: {MODEL_ID}}}", name="shop-frontend"),
+        "metadata.name",
+    ),
+    "frontend name too long for its Service": (
+        chat_frontend("  models: [{name: godel}]", name="f" * 55),
+        "metadata.name",
+    ),
     "frontend negative port": (
         chat_frontend("  models: [{name: godel}]\n  service: {type: NodePort, nodePort: -5}"),
         "spec.service.nodePort",
