@@ -44,12 +44,21 @@ def model_blocker(kube: Kube, namespace: str, spec: ChatModelSpec) -> Blocker | 
 
 
 def observe_workload(
-    kube: Kube, namespace: str, name: str, selector: str, desired: int, progress_config_map: str | None = None
+    kube: Kube,
+    namespace: str,
+    name: str,
+    selector: str,
+    desired: int,
+    progress_config_map: tuple[str, str] | None = None,
 ) -> Observed:
-    """The Deployment named name, its pods (by selector) and, for model servers, the progress reports."""
+    """The Deployment named name, its pods (by selector) and, for model servers, the progress reports of
+    progress_config_map = (name, owner uid) when that owner controls it (never a foreign ConfigMap's data)."""
     progress: dict[str, str] = {}
     if progress_config_map:
-        progress = (kube.get("ConfigMap", namespace, progress_config_map) or {}).get("data") or {}
+        config_map = kube.get("ConfigMap", namespace, progress_config_map[0]) or {}
+        refs = config_map.get("metadata", {}).get("ownerReferences") or []
+        if any(r.get("controller") and r.get("uid") == progress_config_map[1] for r in refs):
+            progress = config_map.get("data") or {}
     pods = kube.list("Pod", namespace, label_selector=selector)
     return Observed(
         desired=desired,

@@ -38,7 +38,7 @@ def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> B
         owner.name,
         selector_string(owner, COMPONENT),
         spec.replicas if spec else 0,
-        progress_config_map_name(owner.name),
+        (progress_config_map_name(owner.name), owner.uid),
     )
     stale = stale_progress_keys(observed)
     if stale:
