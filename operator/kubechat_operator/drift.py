@@ -76,8 +76,10 @@ def _pointer(actual: Manifest, path: tuple[str, ...]) -> str | None:
 
 def foreign_fields(actual: Manifest) -> list[str]:
     """JSON pointers of pod-template fields that another field manager set and we did not, e.g. a
-    `kubectl edit` adding hostNetwork. Only spec.template.spec is watched: others legitimately write
-    metadata (kubectl rollout restart's annotation), status and replicas."""
+    `kubectl edit` adding hostNetwork or `kubectl set env` adding a variable, in the order to remove them
+    (later list items first). Each is the outermost field that is not ours: a whole env entry, not its
+    name and value. Only spec.template.spec is watched: others legitimately write metadata (kubectl rollout
+    restart's annotation), status and replicas."""
     ours: set[tuple[str, ...]] = set()
     theirs: set[tuple[str, ...]] = set()
     for entry in actual.get("metadata", {}).get("managedFields") or []:
@@ -85,16 +87,24 @@ def foreign_fields(actual: Manifest) -> list[str]:
             continue
         paths = set(_paths(entry.get("fieldsV1") or {}))
         (ours if entry.get("manager") == FIELD_MANAGER else theirs).update(paths)
-    foreign = []
-    for path in sorted(theirs - ours):
+    our_prefixes = {path[:i] for path in ours for i in range(1, len(path) + 1)}
+    cuts: set[tuple[str, ...]] = set()
+    for path in theirs - ours:
         if path[:3] != ("f:spec", "f:template", "f:spec"):
             continue
-        if any(path[: i + 1] in ours for i in range(3, len(path))):
-            continue  # a field inside one of ours (e.g. a key of a map we set) is ours to keep or not
-        pointer = _pointer(actual, path)
-        if pointer is not None:
-            foreign.append(pointer)
-    return foreign
+        if any(path[:i] in ours for i in range(4, len(path))):
+            continue  # inside a field of ours that is a whole value (an atomic list or map)
+        cut = next((path[:i] for i in range(4, len(path) + 1) if path[:i] not in our_prefixes), None)
+        if cut is not None:
+            cuts.add(cut)
+    outermost = [c for c in cuts if not any(c[: len(o)] == o and c != o for o in cuts)]
+    pointers = [p for p in (_pointer(actual, cut) for cut in outermost) if p is not None]
+    return sorted(pointers, key=_removal_order)
+
+
+def _removal_order(pointer: str) -> tuple[tuple[int, int | str], ...]:
+    # Descending, numbers compared as numbers: removing env/3 before env/1 keeps env/1's index valid.
+    return tuple((0, -int(p)) if p.isdigit() else (1, p) for p in pointer.split("/"))
 
 
 def drifted(desired: Manifest, actual: Manifest) -> bool:

@@ -84,7 +84,20 @@ def test_a_pod_template_field_another_manager_added_is_foreign_and_drift(model_o
     served["metadata"]["managedFields"] = [
         _managed(
             "kubechat-operator",
-            {"f:spec": {"f:template": {"f:spec": {"f:containers": {container_key: {"f:image": {}}}}}}},
+            {
+                "f:spec": {
+                    "f:template": {
+                        "f:spec": {
+                            "f:containers": {
+                                container_key: {
+                                    "f:image": {},
+                                    "f:securityContext": {"f:readOnlyRootFilesystem": {}},
+                                }
+                            }
+                        }
+                    }
+                }
+            },
         ),
         _managed(
             "kubectl-edit",
@@ -107,3 +120,36 @@ def test_a_pod_template_field_another_manager_added_is_foreign_and_drift(model_o
         "/spec/template/spec/hostNetwork",
     ]
     assert drifted_children([deployment], {("Deployment", "godel"): served}) == [deployment]
+
+
+def test_a_foreign_list_item_is_removed_whole_and_later_items_first(model_owner: Resource) -> None:
+    deployment = next(m for m in _desired(model_owner) if m["kind"] == "Deployment")
+    served = _as_served(deployment)
+    container = served["spec"]["template"]["spec"]["containers"][0]
+    ours = len(container["env"])
+    container["env"] += [{"name": "FOO", "value": "1"}, {"name": "BAR", "value": "2"}]
+    key = 'k:{"name":"model-server"}'
+
+    def env_item(name: str) -> dict:
+        return {f'k:{{"name":"{name}"}}': {".": {}, "f:name": {}, "f:value": {}}}
+
+    served["metadata"]["managedFields"] = [
+        _managed(
+            "kubechat-operator",
+            {"f:spec": {"f:template": {"f:spec": {"f:containers": {key: {"f:env": env_item("POD_NAME")}}}}}},
+        ),
+        _managed(
+            "kubectl-set",
+            {
+                "f:spec": {
+                    "f:template": {
+                        "f:spec": {"f:containers": {key: {"f:env": {**env_item("FOO"), **env_item("BAR")}}}}
+                    }
+                }
+            },
+        ),
+    ]
+    assert foreign_fields(served) == [
+        f"/spec/template/spec/containers/0/env/{ours + 1}",
+        f"/spec/template/spec/containers/0/env/{ours}",
+    ]

@@ -71,3 +71,13 @@ def test_a_requested_requeue_runs_again_with_apply_all() -> None:
 
     asyncio.run(scenario())
     assert [t.apply_all for t in calls] == [False, True]
+
+
+def test_progress_reports_alone_ask_only_for_a_progress_refresh() -> None:
+    trigger = Trigger(progress={"pod-a": "{}"})
+    assert trigger.progress_only
+    trigger.merge(Trigger(progress={"pod-a": '{"percent": 5}'}))
+    assert trigger.progress == {"pod-a": '{"percent": 5}'} and trigger.progress_only
+    trigger.merge(Trigger(observe=True))  # a pod changed too: the full status is due
+    assert not trigger.progress_only
+    assert not Trigger(apply_all=True, progress={}).progress_only
