@@ -26,7 +26,7 @@ from tests.support.tiny_models import (  # noqa: F401
     tiny_model_dir,
 )
 
-# The chat template of Meta's Llama-2-chat repositories (meta-llama/Llama-2-7b-chat-hf, tokenizer_config.json).
+# The chat template of Meta's Llama-2-chat repositories (Llama-2-7b-chat-hf's tokenizer_config.json).
 META_LLAMA2_CHAT_TEMPLATE = (
     "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
     "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"

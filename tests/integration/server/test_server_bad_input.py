@@ -8,7 +8,7 @@ import requests
 
 def error_of(response: requests.Response) -> dict:
     body = response.json()
-    assert set(body["error"]) == {"message", "type", "code"}, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
     return body["error"]
 
 
@@ -28,7 +28,16 @@ HELLO = [{"role": "user", "content": "Hello"}]
         (CHAT, {"messages": HELLO, "temperature": 50}, 400, "invalid_parameters"),
         (CHAT, {"messages": HELLO, "top_p": 0}, 400, "invalid_parameters"),
         (CHAT, {"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, 400, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "n": 3}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "n": 0}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "n": 17}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "top_k": -1}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "presence_penalty": 3}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "tools": [{"type": "function"}]}, 400, "unsupported_parameter"),
+        (CHAT, {"messages": HELLO, "logit_bias": {"5": 10}}, 400, "unsupported_parameter"),
+        (CHAT, {"messages": HELLO, "frobnicate": True}, 400, "invalid_parameters"),
+        ("/v1/completions", {"prompt": "hi", "echo": True}, 400, "unsupported_parameter"),
+        ("/v1/completions", {"prompt": ["hi"] * 65}, 400, "invalid_parameters"),
+        ("/generate", {"prompts": ["hi"] * 65}, 400, "invalid_parameters"),
         (CHAT, {"messages": HELLO, "stream": "yes"}, 400, "invalid_parameters"),
         (CHAT, {"messages": HELLO, "model": "gpt-4"}, 404, "model_not_found"),
         (CHAT, {"messages": [{"role": "assistant", "content": "I spoke last"}]}, 400, "invalid_prompt"),
@@ -113,3 +122,19 @@ def test_control_tags_in_a_request_persona_are_refused(llama_server, field):
     response = requests.post(f"{llama_server.url}{CHAT}", json=body, timeout=30)
     assert response.status_code == 400
     assert error_of(response)["code"] == "unsafe_prompt"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": HELLO, "temperature": 50}, "temperature"),
+        ({"messages": HELLO, "top_logprobs": 3}, "top_logprobs"),
+        ({"messages": HELLO, "response_format": {"type": "json_object"}}, "response_format"),
+        ({"messages": HELLO, "frobnicate": True}, "frobnicate"),
+        ({"messages": [{"role": "user", "content": 42}]}, "messages.0.content.str"),
+    ],
+)
+def test_invalid_or_unsupported_parameters_are_400s_naming_the_param(llama_server, body, param):
+    response = requests.post(f"{llama_server.url}{CHAT}", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == param
