@@ -59,6 +59,12 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.dropped = Counter(
+            "kubechat_requests_dropped_total",
+            "Generation requests answered without a prefill: cancelled or expired while queued",
+            ["reason"],
+            registry=self.registry,
+        )
         self.info = Gauge("kubechat_model_info", "The served model", ["model"], registry=self.registry)
         self.info.labels(model=model).set(1)
         self.vllm = VllmMetrics(model, self.registry)

@@ -178,8 +178,10 @@ class Engine:
         now = time.monotonic()
         for request in taken:
             if request.cancelled.is_set():
+                self.metrics.dropped.labels(reason="cancelled").inc()
                 request.emit(Finished("cancelled", "", len(request.prompt_ids), 0))
             elif now > request.deadline:
+                self.metrics.dropped.labels(reason="expired").inc()
                 request.emit(Finished("timeout", "", len(request.prompt_ids), 0))
             else:
                 live.append(request)
