@@ -65,6 +65,8 @@ class ServerMetrics:
             ["reason"],
             registry=self.registry,
         )
+        for reason in ("cancelled", "expired"):  # exported at 0 from the start, so rate() sees the first one
+            self.dropped.labels(reason=reason)
         self.info = Gauge("kubechat_model_info", "The served model", ["model"], registry=self.registry)
         self.info.labels(model=model).set(1)
         self.vllm = VllmMetrics(model, self.registry)
@@ -123,6 +125,8 @@ class VllmMetrics:
             registry=registry,
         )
         self._model = model
+        for reason in ("stop", "length", "abort"):
+            self._success.labels(model_name=model, finished_reason=reason)
 
     def observe(self, request: GenerationRequest, finished: Finished) -> None:
         now = time.monotonic()
