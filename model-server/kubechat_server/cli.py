@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--max-new-tokens", type=int, help="KUBECHAT_MAX_NEW_TOKENS")
     add("--temperature", type=float, help="KUBECHAT_TEMPERATURE")
     add("--top-p", type=float, help="KUBECHAT_TOP_P")
+    add("--top-k", type=int, help="KUBECHAT_TOP_K (0 = off)")
+    add("--min-new-tokens", type=int, help="KUBECHAT_MIN_NEW_TOKENS")
     add("--stop", type=json.loads, help="JSON list of stop strings (KUBECHAT_STOP), e.g. '[\"\\n\"]'")
     add("--max-batch-size", type=int, help="KUBECHAT_MAX_BATCH_SIZE (16)")
     add("--max-queue-delay-ms", type=float, help="KUBECHAT_MAX_QUEUE_DELAY_MS (10)")

@@ -44,6 +44,8 @@ class ServerConfig:
     max_new_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
+    min_new_tokens: int | None = None
     do_sample: bool | None = None
     stop: tuple[str, ...] = ()
     max_batch_size: int = 16
@@ -110,6 +112,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBECHAT_MAX_NEW_TOKENS": ("max_new_tokens", int),
     "KUBECHAT_TEMPERATURE": ("temperature", float),
     "KUBECHAT_TOP_P": ("top_p", float),
+    "KUBECHAT_TOP_K": ("top_k", int),
+    "KUBECHAT_MIN_NEW_TOKENS": ("min_new_tokens", int),
     "KUBECHAT_DO_SAMPLE": ("do_sample", bool),
     "KUBECHAT_STOP": ("stop", tuple),
     "KUBECHAT_MAX_BATCH_SIZE": ("max_batch_size", int),
@@ -163,6 +167,9 @@ def validate(config: ServerConfig) -> ServerConfig:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
+    for name in ("top_k", "min_new_tokens"):
+        if (getattr(config, name) or 0) < 0:
+            raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")
     if config.max_queue_delay_ms < 0:
         raise ConfigError("max_queue_delay_ms must not be negative")
     return config

@@ -1,7 +1,7 @@
-"""JSON errors in one shape, ``{"error": {"message", "type", "code"}}``, with the right status.
+"""JSON errors in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, with the right status.
 
-400 malformed, 413 too large, 422 invalid parameters, 429/503 with ``Retry-After`` when the server cannot take
-the request now; a bad request never becomes a 500.
+400 malformed or invalid (as OpenAI and vLLM answer, with the offending ``param`` named), 413 too large,
+429/503 with ``Retry-After`` when the server cannot take the request now; a bad request never becomes a 500.
 """
 
 from __future__ import annotations
@@ -29,19 +29,21 @@ class APIError(Exception):
         code: str,
         type_: str = "invalid_request_error",
         retry_after: int | None = None,
+        param: str | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.code, self.type = status, message, code, type_
-        self.retry_after = retry_after
+        self.retry_after, self.param = retry_after, param
 
 
-def error_body(message: str, type_: str, code: str) -> dict:
-    return {"error": {"message": message, "type": type_, "code": code}}
+def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def error_response(error: APIError) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return JSONResponse(error_body(error.message, error.type, error.code), error.status, headers=headers)
+    body = error_body(error.message, error.type, error.code, error.param)
+    return JSONResponse(body, error.status, headers=headers)
 
 
 def not_ready(message: str = "the model is still loading") -> APIError:
@@ -52,10 +54,14 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(APIError(400, "the request body is not valid JSON", "malformed_json"))
-    details = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e['msg']}" for e in errors
-    )
-    return error_response(APIError(422, details or "invalid request", "invalid_parameters"))
+    details = "; ".join(f"{_location(e) or 'body'}: {e['msg']}" for e in errors)
+    param = _location(errors[0]) if errors else None
+    return error_response(APIError(400, details or "invalid request", "invalid_parameters", param=param))
+
+
+def _location(error: dict) -> str | None:
+    """``messages.0.content`` for an error at body -> messages -> 0 -> content (None for the whole body)."""
+    return ".".join(str(p) for p in error.get("loc", ())[1:]) or None
 
 
 def install_error_handlers(app: FastAPI) -> None:

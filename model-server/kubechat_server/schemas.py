@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from kubechat_server.config import Persona
 
@@ -41,42 +41,119 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     include_usage: StrictBool = False
 
 
+class ResponseFormat(BaseModel):
+    type: StrictStr
+
+
+# At most this many generations per request (prompts x n, dialogs): a bigger request would hold the queue.
+MAX_ITEMS = 64
+MAX_CHOICES = 16
+
+
 class _Sampling(BaseModel):
+    """Parameters both OpenAI endpoints share. Unknown fields are refused (400 naming them); fields OpenAI
+    defines that this server cannot honour are declared so that the refusal can say so (``unsupported``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     model: StrictStr | None = Field(None, description="the served model name (GET /v1/models)")
     temperature: float | None = Field(None, description="0 is greedy; default: the ChatModel's")
     top_p: float | None = None
+    top_k: StrictInt | None = Field(None, description="vLLM's extension; 0 = off")
+    min_tokens: StrictInt | None = Field(None, description="vLLM's extension: EOS is held back until then")
+    repetition_penalty: float | None = Field(None, description="vLLM's extension; 1 = off")
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     stop: StrictStr | list[StrictStr] | None = Field(None, description="up to 4 stop strings")
     seed: StrictInt | None = Field(None, description="makes sampling repeatable")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: StrictInt = Field(1, description="only 1 is supported")
+    n: StrictInt = Field(1, ge=1, le=MAX_CHOICES, description=f"choices per prompt (1 to {MAX_CHOICES})")
+    user: StrictStr | None = Field(None, description="accepted for OpenAI clients; not used")
+    logit_bias: dict[str, float] | None = None
     kubechat: KubechatExtension | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, n: int) -> int:
-        if n != 1:
-            raise ValueError("only n=1 is supported")
-        return n
 
     def stop_list(self) -> tuple[str, ...] | None:
         if self.stop is None:
             return None
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
+    def unsupported(self) -> tuple[str, str] | None:
+        """``(param, why)`` for the first parameter given that this server cannot honour."""
+        if self.logit_bias:
+            return "logit_bias", "logit_bias is not supported"
+        return None
+
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: StrictInt | None = None
     max_completion_tokens: StrictInt | None = None
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[dict] | None = None
+    tool_choice: StrictStr | dict | None = None
+    parallel_tool_calls: StrictBool | None = None
+    functions: list[dict] | None = None
+    function_call: StrictStr | dict | None = None
+
+    def unsupported(self) -> tuple[str, str] | None:
+        if self.response_format is not None and self.response_format.type != "text":
+            return "response_format", (
+                f"response_format {self.response_format.type!r} is not supported: this server cannot "
+                "constrain answers to JSON; only 'text' is"
+            )
+        for name in ("tools", "functions"):
+            if getattr(self, name):
+                return name, f"{name} (function calling) is not supported"
+        if self.tool_choice not in (None, "none"):
+            return "tool_choice", "tool_choice is not supported (no tools)"
+        if self.function_call not in (None, "none"):
+            return "function_call", "function_call is not supported (no functions)"
+        if self.top_logprobs is not None and not self.logprobs:
+            return "top_logprobs", "top_logprobs needs logprobs: true"
+        return super().unsupported()
+
+    def logprob_count(self) -> int | None:
+        """How many alternatives per token the client wants (None: no logprobs)."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(_Sampling):
-    prompt: StrictStr = Field(min_length=1)
+    prompt: StrictStr | list[StrictStr] = Field(description=f"a prompt or a list of up to {MAX_ITEMS}")
     max_tokens: StrictInt | None = None
+    logprobs: StrictInt | None = Field(None, description="alternatives per token (0 to 20)")
+    echo: StrictBool = False
+    suffix: StrictStr | None = None
+    best_of: StrictInt | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompts(cls, prompt: str | list[str]) -> str | list[str]:
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not prompts or not all(prompts):
+            raise ValueError("give a non-empty prompt (or a list of non-empty prompts)")
+        if len(prompts) > MAX_ITEMS:
+            raise ValueError(f"at most {MAX_ITEMS} prompts per request")
+        return prompt
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def unsupported(self) -> tuple[str, str] | None:
+        if self.echo:
+            return "echo", "echo is not supported"
+        if self.suffix:
+            return "suffix", "suffix (insertion) is not supported"
+        if self.best_of not in (None, self.n):
+            return "best_of", "best_of is not supported (it must equal n)"
+        return super().unsupported()
 
 
 class SeedMessage(BaseModel):
@@ -98,7 +175,7 @@ class LlamaParameters(BaseModel):
 
 
 class LlamaInputData(BaseModel):
-    input_string: list[list[SeedMessage]] = Field(min_length=1)
+    input_string: list[list[SeedMessage]] = Field(min_length=1, max_length=MAX_ITEMS)
     parameters: LlamaParameters | None = None
 
 
@@ -112,5 +189,5 @@ class LlamaChatRequest(BaseModel):
 class GenerateRequest(BaseModel):
     """The Llama-2 seed's ``/generate``: plain text completion of several prompts."""
 
-    prompts: list[StrictStr] = Field(min_length=1)
+    prompts: list[StrictStr] = Field(min_length=1, max_length=MAX_ITEMS)
     parameters: LlamaParameters | None = None

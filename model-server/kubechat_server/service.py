@@ -12,19 +12,22 @@ import threading
 from dataclasses import dataclass, replace
 
 from kubechat_server.config import Persona, ServerConfig
-from kubechat_server.engine.engine import Engine
+from kubechat_server.engine.engine import Engine, WorkItem
 from kubechat_server.engine.loader import LoadedModel, load_model
 from kubechat_server.engine.prompts import (
+    UNSAFE_ERROR,
     BuiltPrompt,
     ContextBudgetError,
     Message,
     PromptFormat,
     PromptSettings,
+    UnsafePromptError,
     choose_format,
     make_format,
 )
 from kubechat_server.engine.requests import GenerationRequest
-from kubechat_server.engine.sampling import SamplingParams
+from kubechat_server.engine.safety import find_forbidden, special_tokens
+from kubechat_server.engine.sampling import MAX_TOP_LOGPROBS, SamplingParams
 from kubechat_server.errors import APIError, not_ready
 from kubechat_server.metrics import ServerMetrics
 from kubechat_server.progress import ProgressReporter
@@ -37,6 +40,16 @@ FAMILY_DEFAULTS = {
     False: SamplingParams(max_new_tokens=128, temperature=0.6, top_p=0.9, do_sample=True),
 }
 MAX_NEW_TOKENS_LIMIT = 4096
+# generation_config.json fields that become defaults (the ChatModel's settings still win).
+GENERATION_CONFIG_FIELDS = (
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "min_new_tokens",
+    "repetition_penalty",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,12 @@ class SamplingRequest:
     top_p: float | None = None
     stop: tuple[str, ...] | None = None
     seed: int | None = None
+    top_k: int | None = None
+    min_new_tokens: int | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: int | None = None
 
 
 class ModelService:
@@ -77,8 +96,9 @@ class ModelService:
             name = choose_format(
                 self.config.prompt_format, loaded.seq2seq, loaded.model_type, loaded.has_chat_template
             )
-            self.prompt_format = make_format(name, loaded.tokenizer)
-            self.defaults = self._config_defaults(FAMILY_DEFAULTS[loaded.seq2seq])
+            self.prompt_format = make_format(name, loaded.tokenizer, loaded.model_type)
+            self._check_configured_prompt()
+            self.defaults = self._config_defaults(model_defaults(loaded))
             self.loaded = loaded
             self.engine = Engine(
                 loaded,
@@ -97,22 +117,56 @@ class ModelService:
             self.reporter.update("failed", self.failure[:500])
 
     async def _warm_up(self) -> None:
+        """A greedy row and a sampled row with every per-row setting, batched: a device mismatch or a
+        sampling bug fails here, before readiness, rather than on the first user's request."""
         built = self.chat_prompt([Message("user", "Hello")])
-        params = replace(self.defaults, max_new_tokens=2, do_sample=False)
-        request = self.engine.submit(built.input_ids, params, self.config.request_timeout_s)
-        finished = await request.result()
-        if finished.reason not in ("stop", "length"):
-            raise RuntimeError(f"warm-up generation ended with {finished.reason}: {finished.error}")
-
-    def _config_defaults(self, family: SamplingParams) -> SamplingParams:
-        c = self.config
-        return SamplingParams(
-            max_new_tokens=c.max_new_tokens if c.max_new_tokens is not None else family.max_new_tokens,
-            temperature=c.temperature if c.temperature is not None else family.temperature,
-            top_p=c.top_p if c.top_p is not None else family.top_p,
-            do_sample=c.do_sample if c.do_sample is not None else family.do_sample,
-            stop=c.stop,
+        greedy = replace(self.defaults, max_new_tokens=2, do_sample=False)
+        sampled = replace(
+            self.defaults,
+            max_new_tokens=3,
+            do_sample=True,
+            temperature=0.7,
+            top_p=0.9,
+            top_k=40,
+            seed=0,
+            min_new_tokens=1,
+            repetition_penalty=1.1,
+            presence_penalty=0.1,
+            frequency_penalty=0.1,
+            logprobs=2,
         )
+        items = [WorkItem(built.input_ids, greedy), WorkItem(built.input_ids, sampled)]
+        for request in self.engine.submit_many(items, self.config.request_timeout_s):
+            finished = await request.result()
+            if finished.reason not in ("stop", "length"):
+                raise RuntimeError(f"warm-up generation ended with {finished.reason}: {finished.error}")
+
+    def _config_defaults(self, model: SamplingParams) -> SamplingParams:
+        """The ChatModel's settings over the model's own defaults."""
+        c = self.config
+        chosen = {
+            "max_new_tokens": c.max_new_tokens,
+            "temperature": c.temperature,
+            "top_p": c.top_p,
+            "top_k": c.top_k,
+            "min_new_tokens": c.min_new_tokens,
+            "do_sample": c.do_sample,
+        }
+        return replace(model, stop=c.stop, **{k: v for k, v in chosen.items() if v is not None})
+
+    def _check_configured_prompt(self) -> None:
+        """The ChatModel's own prompt text may carry no control strings either (refused at start)."""
+        c = self.config
+        texts = {
+            "instruction": c.instruction,
+            "knowledge": c.knowledge,
+            "persona.character": c.persona.character,
+            "persona.world": c.persona.world,
+        }
+        for name, text in texts.items():
+            found = self.prompt_format.violations(text)
+            if found:
+                raise ValueError(f"the ChatModel's prompt.{name} carries control strings: {', '.join(found)}")
 
     def begin_drain(self) -> None:
         """Readiness goes 503 and new work is refused; queued and running work finishes."""
@@ -127,10 +181,19 @@ class ModelService:
 
     # -- state -----------------------------------------------------------------------------------------
     @property
+    def fault(self) -> str | None:
+        """Why the engine stopped working (the pod needs a restart), or None."""
+        return self.engine.fault if self.engine is not None else None
+
+    @property
     def is_ready(self) -> bool:
-        return self.ready.is_set() and not self.draining
+        return self.ready.is_set() and not self.draining and self.fault is None
 
     def require_ready(self) -> None:
+        if self.fault:
+            raise APIError(
+                503, f"the engine failed: {self.fault}", "engine_fault", "service_unavailable", retry_after=5
+            )
         if self.draining:
             raise APIError(503, "the server is shutting down", "shutting_down", "service_unavailable", 5)
         if self.failure:
@@ -173,7 +236,13 @@ class ModelService:
         return self.prompt_format.build(messages, self.settings(persona), budget)
 
     def text_prompt(self, text: str, max_new_tokens: int | None = None) -> list[int]:
-        """A raw completion prompt (``/generate``, ``/v1/completions``): tokenized as is, never truncated."""
+        """A raw completion prompt (``/generate``, ``/v1/completions``): tokenized as is, never truncated.
+
+        There is no dialog to break out of, so only the tokenizer's special tokens (which would become
+        control ids) are refused."""
+        found = find_forbidden(text, special_tokens(self.loaded.tokenizer))
+        if found:
+            raise UnsafePromptError(f"{UNSAFE_ERROR} (the prompt contains {', '.join(found)})")
         ids = self.loaded.tokenizer.encode(text)
         budget = self.input_budget(max_new_tokens or self.defaults.max_new_tokens)
         if len(ids) > budget:
@@ -182,36 +251,101 @@ class ModelService:
 
     # -- sampling and submitting -----------------------------------------------------------------------
     def sampling(self, asked: SamplingRequest) -> SamplingParams:
-        """The request's parameters over the ChatModel's defaults, checked (422 for absurd values)."""
+        """The request's parameters over the ChatModel's defaults, checked (400 naming the parameter)."""
         d = self.defaults
+
+        def pick(name: str):
+            value = getattr(asked, name)
+            return value if value is not None else getattr(d, name)
+
         params = SamplingParams(
-            max_new_tokens=asked.max_new_tokens if asked.max_new_tokens is not None else d.max_new_tokens,
-            temperature=asked.temperature if asked.temperature is not None else d.temperature,
-            top_p=asked.top_p if asked.top_p is not None else d.top_p,
+            max_new_tokens=pick("max_new_tokens"),
+            temperature=pick("temperature"),
+            top_p=pick("top_p"),
             # OpenAI semantics: a temperature in the request decides; 0 means greedy.
             do_sample=True if asked.temperature is not None else d.do_sample,
             stop=tuple(asked.stop) if asked.stop is not None else d.stop,
             seed=asked.seed,
+            top_k=pick("top_k"),
+            min_new_tokens=pick("min_new_tokens"),
+            repetition_penalty=pick("repetition_penalty"),
+            presence_penalty=pick("presence_penalty"),
+            frequency_penalty=pick("frequency_penalty"),
+            logprobs=asked.logprobs,
         )
-        problems = []
-        if not 1 <= params.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-            problems.append(f"max tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}")
-        if not 0.0 <= params.temperature <= 2.0:
-            problems.append("temperature must be between 0 and 2")
-        if not 0.0 < params.top_p <= 1.0:
-            problems.append("top_p must be in (0, 1]")
-        if len(params.stop) > 4 or any(not s for s in params.stop):
-            problems.append("stop takes at most 4 non-empty strings")
-        if problems:
-            raise APIError(422, "; ".join(problems), "invalid_parameters")
+        checks = [
+            (
+                "max_tokens",
+                1 <= params.max_new_tokens <= MAX_NEW_TOKENS_LIMIT,
+                f"max tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}",
+            ),
+            ("temperature", 0.0 <= params.temperature <= 2.0, "temperature must be between 0 and 2"),
+            ("top_p", 0.0 < params.top_p <= 1.0, "top_p must be in (0, 1]"),
+            ("top_k", params.top_k >= 0, "top_k must be 0 (off) or positive"),
+            (
+                "min_tokens",
+                0 <= params.min_new_tokens <= params.max_new_tokens,
+                "min tokens must be between 0 and the max tokens",
+            ),
+            (
+                "repetition_penalty",
+                0.0 < params.repetition_penalty <= 2.0,
+                "repetition_penalty must be in (0, 2]",
+            ),
+            (
+                "presence_penalty",
+                -2.0 <= params.presence_penalty <= 2.0,
+                "presence_penalty must be between -2 and 2",
+            ),
+            (
+                "frequency_penalty",
+                -2.0 <= params.frequency_penalty <= 2.0,
+                "frequency_penalty must be between -2 and 2",
+            ),
+            ("stop", len(params.stop) <= 4 and all(params.stop), "stop takes at most 4 non-empty strings"),
+            (
+                "top_logprobs",
+                params.logprobs is None or 0 <= params.logprobs <= MAX_TOP_LOGPROBS,
+                f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}",
+            ),
+        ]
+        for param, ok, message in checks:
+            if not ok:
+                raise APIError(400, message, "invalid_parameters", param=param)
         return params
 
     def submit(
-        self, prompt_ids: list[int], params: SamplingParams, stream: bool = False
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        stream: bool = False,
+        hide_scratchpad: bool = False,
     ) -> GenerationRequest:
+        return self.submit_many([WorkItem(prompt_ids, params)], stream, hide_scratchpad)[0]
+
+    def submit_many(
+        self, items: list[WorkItem], stream: bool = False, hide_scratchpad: bool = False
+    ) -> list[GenerationRequest]:
+        """Queue every item or none (429 when they do not all fit)."""
         self.require_ready()
-        return self.engine.submit(prompt_ids, params, self.config.request_timeout_s, stream)
+        return self.engine.submit_many(items, self.config.request_timeout_s, stream, hide_scratchpad)
+
+    def hides_scratchpad(self, persona: Persona | None) -> bool:
+        """Whether answers must lose their scratchpad (the request's persona, else the ChatModel's)."""
+        return (persona or self.config.persona).scratchpad
 
     def identity(self) -> dict:
         """``pod``, ``node`` and ``model`` for every response (downward-API env)."""
         return {"pod": self.config.pod_name, "node": self.config.node_name, "model": self.config.model_name}
+
+
+def model_defaults(loaded: LoadedModel) -> SamplingParams:
+    """The family's defaults, overridden by what the model's ``generation_config.json`` sets."""
+    family = FAMILY_DEFAULTS[loaded.seq2seq]
+    generation = getattr(loaded.model, "generation_config", None)
+    if generation is None:
+        return family
+    # Only the values the file sets (the class's own defaults, e.g. top_k 50, are not the model's choice).
+    given = generation.to_diff_dict()
+    chosen = {k: given[k] for k in GENERATION_CONFIG_FIELDS if given.get(k) is not None}
+    return replace(family, **chosen)

@@ -80,6 +80,8 @@ class Generation(_Spec):
     max_new_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
+    min_new_tokens: int | None = None
     do_sample: bool | None = None
     stop: list[str] = Field(default_factory=list)
 

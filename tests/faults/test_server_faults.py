@@ -1,14 +1,18 @@
 """Model-server faults beyond the server's own lifecycle tests (queue full -> 429, timeout -> 504, SIGTERM
-drain are in tests/integration/server/test_server_lifecycle.py): clients that walk away mid-generation, and
-a server that stays healthy after a flood, timeouts and walk-aways together."""
+drain are in tests/integration/server/test_server_lifecycle.py): clients that walk away mid-generation, a
+server that stays healthy after a flood, timeouts and walk-aways together, and model failures injected into
+the real server process (a failing newcomer fails alone; a failing running batch turns the pod unready)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -139,3 +143,83 @@ def test_after_a_flood_of_timeouts_and_walk_aways_the_queue_is_empty_and_answers
     assert first.status_code == again.status_code == 200
     assert first.json()["choices"][0]["message"] == again.json()["choices"][0]["message"]
     assert requests.get(f"{one_slot_server.url}/readyz", timeout=5).status_code == 200
+
+
+# Injected into the real server process (a sitecustomize module on its PYTHONPATH): the tiny Llama's
+# forward pass raises while a trigger file exists, for prefills (several tokens per row) or decoding steps
+# (one token per row) -- what a CUDA error or an out-of-memory does to a real server.
+FAULT_HOOK = """
+import os
+from pathlib import Path
+
+import transformers.models.llama.modeling_llama as llama
+
+_forward = llama.LlamaForCausalLM.forward
+_triggers = Path(os.environ["KUBECHAT_TEST_FAULTS"])
+
+
+def forward(self, input_ids=None, *args, **kwargs):
+    stage = "decode" if input_ids is not None and input_ids.shape[1] == 1 else "prefill"
+    if (_triggers / stage).exists():
+        raise RuntimeError(f"injected {stage} fault")
+    return _forward(self, input_ids, *args, **kwargs)
+
+
+llama.LlamaForCausalLM.forward = forward
+"""
+
+
+@pytest.fixture
+def faulty_server(tmp_path) -> Iterator[tuple[RunningServer, Path]]:
+    from tests.support.procs import SOURCE_ROOTS
+
+    hook_dir = tmp_path / "hook"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(FAULT_HOOK)
+    triggers = tmp_path / "triggers"
+    triggers.mkdir()
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(hook_dir), *map(str, SOURCE_ROOTS)]),
+        "KUBECHAT_TEST_FAULTS": str(triggers),
+    }
+    args = ["--max-batch-size", "4", "--max-queue-delay-ms", "0", "--request-timeout-s", "300"]
+    with running_model_server(tiny_model_dir("llama"), env=env, args=args) as server:
+        yield server, triggers
+
+
+def test_a_newcomer_whose_prefill_fails_fails_alone_and_the_running_batch_goes_on(faulty_server) -> None:
+    server, triggers = faulty_server
+    stream = requests.post(
+        f"{server.url}/v1/chat/completions",
+        json={**LONG, "max_tokens": 300, "stream": True, "stream_options": {"include_usage": True}},
+        stream=True,
+        timeout=120,
+    )
+    lines = stream.iter_lines(decode_unicode=True)
+    assert next(line for line in lines if line.startswith("data: ") and '"content"' in line)
+    (triggers / "prefill").touch()
+    newcomer = chat(server, SHORT)
+    (triggers / "prefill").unlink()
+    assert newcomer.status_code == 500, newcomer.text
+    assert newcomer.json()["error"]["code"] == "generation_failed"
+    rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]"
+    usage = json.loads(rest[-2][len("data: ") :])["usage"]
+    assert usage["completion_tokens"] == 300, rest[-3:]
+    assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 200
+    assert chat(server, SHORT).status_code == 200
+
+
+def test_after_an_engine_fault_readiness_and_liveness_turn_503(faulty_server) -> None:
+    server, triggers = faulty_server
+    (triggers / "decode").touch()
+    failed = chat(server, SHORT)
+    assert failed.status_code == 500, failed.text
+    (triggers / "decode").unlink()
+    ready = requests.get(f"{server.url}/readyz", timeout=5)
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "faulted" and "injected decode fault" in ready.json()["error"]["message"]
+    # Liveness too, so that the kubelet restarts the pod rather than keep a broken model in the Service.
+    assert requests.get(f"{server.url}/health", timeout=5).status_code == 503
+    refused = chat(server, SHORT)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "engine_fault"

@@ -18,7 +18,12 @@ import torch
 
 from kubechat_server.engine.loader import LoadedModel
 from kubechat_server.engine.requests import Finished, GenerationRequest, TextDelta
-from kubechat_server.engine.sampling import RowSampler, scan_stop
+from kubechat_server.engine.sampling import RowSampler, TokenLogprob, scan_stop
+from kubechat_server.engine.scratchpad import visible_text
+
+
+class NewcomerError(RuntimeError):
+    """Requests joining a running batch failed in their own prefill; the batch itself is untouched."""
 
 
 class Row:
@@ -27,18 +32,41 @@ class Row:
     def __init__(self, request: GenerationRequest):
         self.request = request
         self.tokens: list[int] = []
+        self.logprobs: list[TokenLogprob] = []
         self.text = ""
         self.shown = 0
+        self.visible = ""
+        self.unsent_logprobs = 0
 
     def show(self, end: int) -> None:
-        if end > self.shown:
+        """Let the client see ``text[:end]`` (less any private scratchpad)."""
+        if end <= self.shown:
+            return
+        self.shown = end
+        visible = self._visible(self.text[:end], final=False)
+        if len(visible) > len(self.visible):
             if self.request.streams_text:
-                self.request.emit(TextDelta(self.text[self.shown : end]))
-            self.shown = end
+                new_logprobs = tuple(self.logprobs[len(self.logprobs) - self.unsent_logprobs :])
+                self.request.emit(TextDelta(visible[len(self.visible) :], new_logprobs))
+                self.unsent_logprobs = 0
+            self.visible = visible
+
+    def _visible(self, text: str, final: bool) -> str:
+        return visible_text(text, final) if self.request.hide_scratchpad else text
 
     def finish(self, reason: str, text: str | None = None) -> None:
-        final = self.text[: self.shown] if text is None else text
-        self.request.emit(Finished(reason, final, len(self.request.prompt_ids), len(self.tokens)))
+        final = self._visible(self.text[: self.shown] if text is None else text, final=True)
+        if self.request.streams_text and len(final) > len(self.visible) and final.startswith(self.visible):
+            self.request.emit(TextDelta(final[len(self.visible) :]))
+        self.request.emit(
+            Finished(
+                reason,
+                final,
+                len(self.request.prompt_ids),
+                len(self.tokens),
+                logprobs=tuple(self.logprobs),
+            )
+        )
 
 
 class Batch:
@@ -55,8 +83,16 @@ class Batch:
         self.generator = generator
         self.on_first_token = on_first_token
         self.rows = [Row(r) for r in requests]
-        self.sampler = RowSampler([r.params for r in requests], generator)
-        self.logits = self._prefill([r.prompt_ids for r in requests])
+        prompts = [r.prompt_ids for r in requests]
+        self.logits = self._prefill(prompts)
+        self.sampler = RowSampler(
+            [r.params for r in requests],
+            prompts,
+            vocab_size=self.logits.shape[-1],
+            device=self.logits.device,
+            shared=generator,
+            stop_token_ids=loaded.eos_token_ids,
+        )
 
     @property
     def size(self) -> int:
@@ -69,11 +105,23 @@ class Batch:
     def admit(self, requests: Sequence[GenerationRequest]) -> None:
         raise NotImplementedError
 
+    def _newcomers(self, requests: Sequence[GenerationRequest]) -> Batch:
+        """``requests`` prefilled as a batch of their own, ready to merge; ``NewcomerError`` if that fails."""
+        try:
+            return type(self)(self.loaded, requests, self.generator, self.on_first_token)
+        except Exception as exc:
+            raise NewcomerError(str(exc)) from exc
+
     @torch.inference_mode()
     def step(self) -> int:
         """Pick every row's next token, emit text, drop finished rows, run the model once; tokens made."""
-        tokens = self.sampler.next_tokens(self.logits).tolist()
-        keep = [i for i, token in enumerate(tokens) if self._advance(self.rows[i], token)]
+        draw = self.sampler.next_tokens(self.logits)
+        tokens = draw.tokens
+        keep = [
+            i
+            for i, (token, logprob) in enumerate(zip(tokens, draw.logprobs, strict=True))
+            if self._advance(self.rows[i], token, logprob)
+        ]
         if len(keep) < len(self.rows):
             self.rows = [self.rows[i] for i in keep]
             self.sampler.select(keep)
@@ -83,7 +131,7 @@ class Batch:
             self.logits = self._forward([tokens[i] for i in keep])
         return len(tokens)
 
-    def _advance(self, row: Row, token: int) -> bool:
+    def _advance(self, row: Row, token: int, logprob: TokenLogprob | None) -> bool:
         """Add ``token`` to ``row``; emit what may be shown; return whether the row goes on."""
         request = row.request
         if not row.tokens:
@@ -99,6 +147,9 @@ class Batch:
             row.finish("stop", row.text)
             return False
         row.tokens.append(token)
+        if logprob is not None:
+            row.logprobs.append(logprob)
+            row.unsent_logprobs += 1
         scanned = len(row.text)
         row.text = self.loaded.tokenizer.decode(row.tokens, skip_special_tokens=True)
         end, stopped = scan_stop(row.text, request.params.stop, start=scanned)
@@ -182,7 +233,7 @@ class CausalBatch(Batch):
     @torch.inference_mode()
     def admit(self, requests: Sequence[GenerationRequest]) -> None:
         """Prefill ``requests`` on their own, then merge them into this batch (left-padding the shorter)."""
-        newcomers = CausalBatch(self.loaded, requests, self.generator, self.on_first_token)
+        newcomers = self._newcomers(requests)
         width = max(self.mask.shape[1], newcomers.mask.shape[1])
         for mine, theirs in zip(self.cache.layers, newcomers.cache.layers, strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
@@ -259,7 +310,7 @@ class Seq2SeqBatch(Batch):
     @torch.inference_mode()
     def admit(self, requests: Sequence[GenerationRequest]) -> None:
         """Encode ``requests`` and run their first decoder step on their own, then merge them in."""
-        newcomers = Seq2SeqBatch(self.loaded, requests, self.generator, self.on_first_token)
+        newcomers = self._newcomers(requests)
         source = max(self.mask.shape[1], newcomers.mask.shape[1])
         target = max(self.decoder_mask.shape[1], newcomers.decoder_mask.shape[1])
         pairs = zip(

@@ -4,6 +4,12 @@ The worker takes the first waiting request, waits up to ``max_queue_delay_ms`` f
 ``max_batch_size``) and starts a batch (see ``batch.py``). Requests that arrive while it runs join it
 between two tokens (continuous batching), in groups. The HTTP side never blocks: it submits and awaits
 events on its own loop.
+
+Admission: a multi-item request (several prompts or dialogs, ``n`` choices) is queued all or nothing;
+requests whose deadline passed while they waited are answered ``timeout`` without a prefill; a newcomer
+whose prefill fails fails alone (the running batch goes on). A failure of the running batch itself (a
+decoding step or merging newcomers into it) fails its rows and marks the engine faulted: the model state
+may be broken (a CUDA error is sticky), so readiness and liveness turn 503 and the kubelet restarts the pod.
 """
 
 from __future__ import annotations
@@ -13,24 +19,31 @@ import collections
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
-import torch
-
-from kubechat_server.engine.batch import Batch, start_batch
+from kubechat_server.engine.batch import Batch, NewcomerError, start_batch
 from kubechat_server.engine.loader import LoadedModel
 from kubechat_server.engine.requests import Finished, GenerationRequest
-from kubechat_server.engine.sampling import SamplingParams
+from kubechat_server.engine.sampling import SamplingParams, device_generator
 from kubechat_server.metrics import ServerMetrics
 
 log = logging.getLogger("kubechat_server.engine")
 
 
 class QueueFullError(RuntimeError):
-    """The queue holds ``max_queue`` requests already; the client should retry later."""
+    """The queue cannot take the request (all its items) now; the client should retry later."""
 
 
 class EngineStoppedError(RuntimeError):
-    """The engine is draining or stopped and takes no new work."""
+    """The engine is draining, stopped or faulted and takes no new work."""
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One generation to queue: prompt token ids and how to sample."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
 
 
 class Engine:
@@ -49,8 +62,9 @@ class Engine:
         self.max_batch_size = max_batch_size
         self.max_delay = max_queue_delay_ms / 1000.0
         self.max_queue = max_queue
-        self.generator = torch.Generator()
-        self.generator.seed()
+        # On the model's device: sampling draws its random numbers next to the probabilities.
+        self.generator = device_generator(loaded.device)
+        self.fault: str | None = None
         self._queue: collections.deque[GenerationRequest] = collections.deque()
         self._cond = threading.Condition()
         self._accepting = True
@@ -60,30 +74,62 @@ class Engine:
         self._thread.start()
 
     def submit(
-        self, prompt_ids: list[int], params: SamplingParams, timeout_s: float, stream: bool = False
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        timeout_s: float,
+        stream: bool = False,
+        hide_scratchpad: bool = False,
     ) -> GenerationRequest:
         """Queue a request; its events arrive on the calling asyncio loop (text deltas only if ``stream``)."""
-        request = GenerationRequest(
-            prompt_ids=list(prompt_ids),
-            params=params,
-            loop=asyncio.get_running_loop(),
-            deadline=time.monotonic() + timeout_s,
-            streams_text=stream,
-        )
+        return self.submit_many([WorkItem(prompt_ids, params)], timeout_s, stream, hide_scratchpad)[0]
+
+    def submit_many(
+        self,
+        items: list[WorkItem],
+        timeout_s: float,
+        stream: bool = False,
+        hide_scratchpad: bool = False,
+    ) -> list[GenerationRequest]:
+        """Queue all ``items`` or none of them (``QueueFullError`` when they do not all fit)."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout_s
+        requests = [
+            GenerationRequest(
+                prompt_ids=list(item.prompt_ids),
+                params=item.params,
+                loop=loop,
+                deadline=deadline,
+                streams_text=stream,
+                hide_scratchpad=hide_scratchpad,
+                on_finish=self._finished,
+            )
+            for item in items
+        ]
         with self._cond:
+            if self.fault is not None:
+                raise EngineStoppedError(f"the engine failed and awaits a restart: {self.fault}")
             if not self._accepting:
                 raise EngineStoppedError("the server is shutting down")
-            if len(self._queue) >= self.max_queue:
-                raise QueueFullError(f"the queue is full ({self.max_queue} requests waiting)")
-            self._queue.append(request)
-            self.metrics.queue_depth.set(len(self._queue))
+            if len(self._queue) + len(requests) > self.max_queue:
+                raise QueueFullError(
+                    f"the queue cannot take {len(requests)} more request(s) "
+                    f"({len(self._queue)} of {self.max_queue} places taken)"
+                )
+            self._queue.extend(requests)
+            self.metrics.set_waiting(len(self._queue))
             self._cond.notify()
-        self.metrics.prompt_tokens.inc(len(prompt_ids))
-        return request
+        for request in requests:
+            self.metrics.prompt_tokens.inc(len(request.prompt_ids))
+        return requests
 
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        return self._running
 
     def stop_accepting(self) -> None:
         """Refuse new work (draining); what is queued still runs."""
@@ -111,7 +157,8 @@ class Engine:
 
     def _take(self, limit: int, wait: bool) -> list[GenerationRequest] | None:
         """Up to ``limit`` waiting requests. With ``wait``, block for the first and give others
-        ``max_queue_delay_ms`` (from the oldest's arrival) to join; returns None when the engine stops."""
+        ``max_queue_delay_ms`` (from the oldest's arrival) to join; returns None when the engine stops.
+        Cancelled and expired requests are answered here, before they cost a prefill."""
         with self._cond:
             if wait:
                 while not self._queue and not self._stopped:
@@ -126,11 +173,16 @@ class Engine:
                     self._cond.wait(left)
             taken = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
             self._running += len(taken)
-            self.metrics.queue_depth.set(len(self._queue))
+            self.metrics.set_waiting(len(self._queue))
         live = []
+        now = time.monotonic()
         for request in taken:
             if request.cancelled.is_set():
+                self.metrics.dropped.labels(reason="cancelled").inc()
                 request.emit(Finished("cancelled", "", len(request.prompt_ids), 0))
+            elif now > request.deadline:
+                self.metrics.dropped.labels(reason="expired").inc()
+                request.emit(Finished("timeout", "", len(request.prompt_ids), 0))
             else:
                 live.append(request)
         return live
@@ -156,8 +208,7 @@ class Engine:
                     if requests is None:
                         return
                     if requests:
-                        batch = start_batch(self.loaded, requests, self.generator, self._first_token)
-                        self.metrics.batch_size.observe(batch.size)
+                        batch = self._start(requests)
                 else:
                     requests = self._joining(batch)
                     if requests:
@@ -167,19 +218,43 @@ class Engine:
                     self.metrics.generated_tokens.inc(batch.step())
                     if batch.size == 0:
                         batch = None
-            except Exception as exc:  # a model failure must fail these requests, not the server
+            except NewcomerError as exc:  # their prompts failed on their own: the running batch goes on
+                log.error("prefill of %d joining request(s) failed: %s", len(requests), exc.__cause__)
+                self._fail(requests, exc.__cause__ or exc)
+            except Exception as exc:  # the running batch failed: its state may be broken
                 log.exception("generation failed")
+                self.fault = f"{type(exc).__name__}: {exc}"[:500]
                 failed = {id(r): r for r in requests or []}
                 failed.update({id(row.request): row.request for row in batch.rows} if batch else {})
-                for request in failed.values():
-                    request.emit(Finished("error", "", len(request.prompt_ids), 0, error=str(exc)))
+                self._fail(list(failed.values()), exc)
                 batch = None
             self._set_running(batch.size if batch is not None else 0)
+
+    def _start(self, requests: list[GenerationRequest]) -> Batch | None:
+        """A new batch of ``requests``; if their prefill fails, they fail and the engine waits for more."""
+        try:
+            batch = start_batch(self.loaded, requests, self.generator, self._first_token)
+        except Exception as exc:
+            log.exception("prefill of %d request(s) failed", len(requests))
+            self._fail(requests, exc)
+            return None
+        self.metrics.batch_size.observe(batch.size)
+        return batch
+
+    @staticmethod
+    def _fail(requests: list[GenerationRequest], exc: BaseException) -> None:
+        for request in requests:
+            request.emit(Finished("error", "", len(request.prompt_ids), 0, error=str(exc)))
 
     def _set_running(self, running: int) -> None:
         with self._cond:
             self._running = running
             self._cond.notify_all()
+        self.metrics.set_running(running)
 
     def _first_token(self, request: GenerationRequest) -> None:
-        self.metrics.ttft.observe(time.monotonic() - request.submitted)
+        request.first_token_at = time.monotonic()
+        self.metrics.ttft.observe(request.first_token_at - request.submitted)
+
+    def _finished(self, request: GenerationRequest, finished: Finished) -> None:
+        self.metrics.request_finished(request, finished)

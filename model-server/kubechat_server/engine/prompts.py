@@ -16,20 +16,24 @@ with ``UnsafePromptError`` before anything is tokenized.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubechat_server.config import Persona
+from kubechat_server.engine.safety import LLAMA2_TAGS, UNSAFE_ERROR, find_forbidden, forbidden_strings
 
 ROLES = ("system", "user", "assistant")
 
 LLAMA2_B_INST, LLAMA2_E_INST = "[INST]", "[/INST]"
 LLAMA2_B_SYS, LLAMA2_E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
-LLAMA2_TAGS = (LLAMA2_B_INST, LLAMA2_E_INST, "<<SYS>>", "<</SYS>>")
-# Meta's reference answers an unsafe dialog with exactly this text.
-UNSAFE_ERROR = "Error: special tags are not allowed as part of the prompt."
 GODEL_TAGS = ("[CONTEXT]", "[KNOWLEDGE]")
+# The instruction of GODEL's model card (its spelling kept: the model was trained on such prompts).
+GODEL_DEFAULT_INSTRUCTION = "Instruction: given a dialog context, you need to response empathically."
+GODEL_INSTRUCTION_PREFIX = "Instruction: "
+# GODEL joins turns with ' EOS ': the word on its own in a message would fake a turn boundary.
+GODEL_EOS = re.compile(r"(?:^|\s)EOS(?:\s|$)")
 
 
 class PromptError(ValueError):
@@ -39,9 +43,15 @@ class PromptError(ValueError):
 
 
 class UnsafePromptError(PromptError):
-    """A message carries control tags of the prompt format."""
+    """A message carries control tags of the prompt format, the model family or the tokenizer."""
 
     code = "unsafe_prompt"
+
+
+class ChatTemplateError(PromptError):
+    """The tokenizer's chat template refused the dialog (its ``raise_exception``) or failed on it."""
+
+    code = "chat_template_error"
 
 
 class ContextBudgetError(PromptError):
@@ -142,22 +152,21 @@ class PromptFormat:
     name = ""
     tags: tuple[str, ...] = ()
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, model_type: str = ""):
         self.tokenizer = tokenizer
+        self.forbidden = forbidden_strings(tokenizer, model_type, self.tags)
 
-    def control_tags(self) -> tuple[str, ...]:
-        """Strings a user may not send: the format's tags and the tokenizer's special tokens."""
-        specials = tuple(t for t in self.tokenizer.all_special_tokens if t)
-        return self.tags + specials
+    def violations(self, text: str) -> list[str]:
+        """The control strings ``text`` carries (empty when it is safe)."""
+        return find_forbidden(text, self.forbidden)
 
     def check_safe(self, messages: Sequence[Message]) -> None:
-        """Raise ``UnsafePromptError`` when any message carries a control tag."""
-        tags = self.control_tags()
+        """Raise ``UnsafePromptError`` when any message carries a control string."""
         for message in messages:
-            found = [tag for tag in tags if tag in message.content]
+            found = self.violations(message.content)
             if found:
                 raise UnsafePromptError(
-                    f"{UNSAFE_ERROR} ({message.role} message contains {', '.join(sorted(set(found)))})"
+                    f"{UNSAFE_ERROR} ({message.role} message contains {', '.join(found)})"
                 )
 
     def render(self, instruction: str, turns: Sequence[Message], settings: PromptSettings) -> list[int]:
@@ -190,10 +199,25 @@ class GodelFormat(PromptFormat):
     name = "godel"
     tags = GODEL_TAGS
 
+    def violations(self, text: str) -> list[str]:
+        found = super().violations(text)
+        return [*found, "EOS"] if GODEL_EOS.search(text) else found
+
     def render(self, instruction: str, turns: Sequence[Message], settings: PromptSettings) -> list[int]:
         # The persona is grounding, like the knowledge: both go after [KNOWLEDGE].
         knowledge = " ".join(p for p in (persona_text(settings.persona), settings.knowledge) if p)
-        return self.tokenizer.encode(godel_query(instruction, [t.content for t in turns], knowledge))
+        query = godel_query(godel_instruction(instruction), [t.content for t in turns], knowledge)
+        return self.tokenizer.encode(query)
+
+
+def godel_instruction(instruction: str) -> str:
+    """The instruction as the card writes it: ``Instruction: …`` (the card's own when none is given)."""
+    instruction = instruction.strip()
+    if not instruction:
+        return GODEL_DEFAULT_INSTRUCTION
+    if instruction.lower().startswith(GODEL_INSTRUCTION_PREFIX.lower().strip()):
+        return instruction
+    return GODEL_INSTRUCTION_PREFIX + instruction
 
 
 def godel_query(instruction: str, dialog: Sequence[str], knowledge: str) -> str:
@@ -238,7 +262,12 @@ class ChatTemplateFormat(PromptFormat):
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": t.role, "content": t.content} for t in turns
         ]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from jinja2.exceptions import TemplateError
+
+        try:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError as exc:
+            raise ChatTemplateError(f"the model's chat template refused the dialog: {exc}") from exc
         # The template writes its own BOS when the model wants one.
         return self.tokenizer.encode(text, add_special_tokens=False)
 
@@ -275,6 +304,6 @@ def choose_format(requested: str, seq2seq: bool, model_type: str, has_chat_templ
     return "plain"
 
 
-def make_format(name: str, tokenizer: Tokenizer) -> PromptFormat:
-    """An instance of the named format bound to ``tokenizer``."""
-    return FORMATS[name](tokenizer)
+def make_format(name: str, tokenizer: Tokenizer, model_type: str = "") -> PromptFormat:
+    """An instance of the named format bound to ``tokenizer`` (``model_type`` adds the family's tags)."""
+    return FORMATS[name](tokenizer, model_type)

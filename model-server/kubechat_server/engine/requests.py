@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from kubechat_server.engine.sampling import SamplingParams
+from kubechat_server.engine.sampling import SamplingParams, TokenLogprob
 
 
 @dataclass(frozen=True)
 class TextDelta:
-    """New text of one request (already checked against its stop strings)."""
+    """New text of one request (already checked against its stop strings), with the log-probabilities of
+    the tokens it came from when the request asked for them."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     error: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass
@@ -39,12 +42,17 @@ class GenerationRequest:
     loop: asyncio.AbstractEventLoop
     deadline: float
     streams_text: bool = False
+    hide_scratchpad: bool = False
     submitted: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    on_finish: Callable[[GenerationRequest, Finished], None] | None = None
 
     def emit(self, event: TextDelta | Finished) -> None:
         """Called from the engine thread."""
+        if isinstance(event, Finished) and self.on_finish is not None:
+            self.on_finish(self, event)
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
     def cancel(self) -> None:

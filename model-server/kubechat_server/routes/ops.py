@@ -31,9 +31,14 @@ async def root() -> dict:
 
 
 @router.get("/health")
-async def health(http: Request) -> dict:
-    """Liveness: the process answers (the model may still be loading)."""
-    return {"status": "ok", **_service(http).identity()}
+async def health(http: Request) -> JSONResponse:
+    """Liveness: the process answers (the model may still be loading); 503 once the engine failed, so that
+    the kubelet restarts the pod."""
+    service = _service(http)
+    if service.fault:
+        body = error_body(f"the engine failed: {service.fault}", "service_unavailable", "engine_fault")
+        return JSONResponse({"status": "failed", **service.identity(), **body}, status_code=503)
+    return JSONResponse({"status": "ok", **service.identity()})
 
 
 def _readiness(http: Request) -> JSONResponse:
@@ -42,7 +47,9 @@ def _readiness(http: Request) -> JSONResponse:
     if service.is_ready:
         body.update(status="ready", **service.loaded.device_facts(), promptFormat=service.prompt_format.name)
         return JSONResponse(body)
-    if service.draining:
+    if service.fault:
+        status, message = "faulted", f"the engine failed: {service.fault}"
+    elif service.draining:
         status, message = "draining", "the server is shutting down"
     elif service.failure:
         status, message = "failed", f"the model failed to load: {service.failure}"
@@ -69,7 +76,7 @@ async def metrics(http: Request) -> Response:
     """Prometheus metrics."""
     service = _service(http)
     if service.engine is not None:
-        service.metrics.queue_depth.set(service.engine.queue_depth)
+        service.metrics.set_waiting(service.engine.queue_depth)
     return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

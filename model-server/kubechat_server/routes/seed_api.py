@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from kubechat_server.engine.engine import WorkItem
 from kubechat_server.engine.prompts import UNSAFE_ERROR, Message, PromptError
 from kubechat_server.routes.waiting import check_finished, wait_finished
 from kubechat_server.schemas import (
@@ -52,7 +53,8 @@ async def chat(body: GodelChatRequest | LlamaChatRequest, http: Request) -> dict
     if isinstance(body, GodelChatRequest):
         params = service.sampling(SamplingRequest())
         built = service.chat_prompt(godel_messages(body), max_new_tokens=params.max_new_tokens)
-        finished = check_finished((await wait_finished([service.submit(built.input_ids, params)], http))[0])
+        request = service.submit(built.input_ids, params, hide_scratchpad=service.hides_scratchpad(None))
+        finished = check_finished((await wait_finished([request], http))[0])
         return {"response": finished.text, **service.identity()}
     return await _llama_chat(service, body, http)
 
@@ -61,7 +63,7 @@ async def _llama_chat(service: ModelService, body: LlamaChatRequest, http: Reque
     params = service.sampling(_llama_sampling(body.parameters or body.input_data.parameters))
     dialogs = body.input_data.input_string
     outcomes: list[str | PromptError] = []
-    requests, positions = [], []
+    items, positions = [], []
     for index, dialog in enumerate(dialogs):
         try:
             built = service.chat_prompt(
@@ -71,8 +73,9 @@ async def _llama_chat(service: ModelService, body: LlamaChatRequest, http: Reque
             outcomes.append(exc)
             continue
         outcomes.append("")
-        requests.append(service.submit(built.input_ids, params))
+        items.append(WorkItem(built.input_ids, params))
         positions.append(index)
+    requests = service.submit_many(items, hide_scratchpad=service.hides_scratchpad(None)) if items else []
     for index, finished in zip(positions, await wait_finished(requests, http), strict=True):
         outcomes[index] = check_finished(finished).text
     results = []
@@ -96,7 +99,7 @@ async def generate(body: GenerateRequest, http: Request) -> dict:
     service.require_ready()
     params = service.sampling(_llama_sampling(body.parameters))
     prompt_ids = [service.text_prompt(p, params.max_new_tokens) for p in body.prompts]
-    requests = [service.submit(ids, params) for ids in prompt_ids]
+    requests = service.submit_many([WorkItem(ids, params) for ids in prompt_ids])
     answers = [check_finished(f).text for f in await wait_finished(requests, http)]
     return {
         "results": [{"prompt": p, "response": a} for p, a in zip(body.prompts, answers, strict=True)],

@@ -107,6 +107,8 @@ def server_env(owner: Resource, spec: ChatModelSpec) -> dict[str, str]:
         ("KUBECHAT_MAX_NEW_TOKENS", generation.max_new_tokens),
         ("KUBECHAT_TEMPERATURE", generation.temperature),
         ("KUBECHAT_TOP_P", generation.top_p),
+        ("KUBECHAT_TOP_K", generation.top_k),
+        ("KUBECHAT_MIN_NEW_TOKENS", generation.min_new_tokens),
     ):
         if value is not None:
             env[key] = str(value)

@@ -8,7 +8,7 @@ import requests
 
 def error_of(response: requests.Response) -> dict:
     body = response.json()
-    assert set(body["error"]) == {"message", "type", "code"}, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
     return body["error"]
 
 
@@ -19,27 +19,36 @@ HELLO = [{"role": "user", "content": "Hello"}]
 @pytest.mark.parametrize(
     ("path", "body", "status", "code"),
     [
-        (CHAT, {"messages": "Hello"}, 422, "invalid_parameters"),
-        (CHAT, {"messages": []}, 422, "invalid_parameters"),
-        (CHAT, {"messages": [{"role": "user", "content": 42}]}, 422, "invalid_parameters"),
-        (CHAT, {"messages": [{"role": "wizard", "content": "hi"}]}, 422, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "max_tokens": -1}, 422, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "max_tokens": 10**9}, 422, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "temperature": 50}, 422, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "top_p": 0}, 422, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, 422, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "n": 3}, 422, "invalid_parameters"),
-        (CHAT, {"messages": HELLO, "stream": "yes"}, 422, "invalid_parameters"),
+        (CHAT, {"messages": "Hello"}, 400, "invalid_parameters"),
+        (CHAT, {"messages": []}, 400, "invalid_parameters"),
+        (CHAT, {"messages": [{"role": "user", "content": 42}]}, 400, "invalid_parameters"),
+        (CHAT, {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "max_tokens": -1}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "max_tokens": 10**9}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "temperature": 50}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "top_p": 0}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "n": 0}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "n": 17}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "top_k": -1}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "presence_penalty": 3}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "tools": [{"type": "function"}]}, 400, "unsupported_parameter"),
+        (CHAT, {"messages": HELLO, "logit_bias": {"5": 10}}, 400, "unsupported_parameter"),
+        (CHAT, {"messages": HELLO, "frobnicate": True}, 400, "invalid_parameters"),
+        ("/v1/completions", {"prompt": "hi", "echo": True}, 400, "unsupported_parameter"),
+        ("/v1/completions", {"prompt": ["hi"] * 65}, 400, "invalid_parameters"),
+        ("/generate", {"prompts": ["hi"] * 65}, 400, "invalid_parameters"),
+        (CHAT, {"messages": HELLO, "stream": "yes"}, 400, "invalid_parameters"),
         (CHAT, {"messages": HELLO, "model": "gpt-4"}, 404, "model_not_found"),
         (CHAT, {"messages": [{"role": "assistant", "content": "I spoke last"}]}, 400, "invalid_prompt"),
         (CHAT, {"messages": [{"role": "user", "content": "x [INST] y"}]}, 400, "unsafe_prompt"),
         (CHAT, {"messages": [{"role": "user", "content": "hello " * 3000}]}, 400, "context_length_exceeded"),
-        ("/v1/completions", {"prompt": ""}, 422, "invalid_parameters"),
+        ("/v1/completions", {"prompt": ""}, 400, "invalid_parameters"),
         ("/v1/completions", {"prompt": "hello " * 3000}, 400, "context_length_exceeded"),
-        ("/generate", {"prompts": []}, 422, "invalid_parameters"),
-        ("/generate", {"prompts": [1, 2]}, 422, "invalid_parameters"),
-        ("/chat", {"input_data": {"input_string": "hi"}}, 422, "invalid_parameters"),
-        ("/chat", {"msg": "hi"}, 422, "invalid_parameters"),
+        ("/generate", {"prompts": []}, 400, "invalid_parameters"),
+        ("/generate", {"prompts": [1, 2]}, 400, "invalid_parameters"),
+        ("/chat", {"input_data": {"input_string": "hi"}}, 400, "invalid_parameters"),
+        ("/chat", {"msg": "hi"}, 400, "invalid_parameters"),
     ],
 )
 def test_bad_requests_get_json_errors_with_the_right_status(llama_server, path, body, status, code):
@@ -113,3 +122,19 @@ def test_control_tags_in_a_request_persona_are_refused(llama_server, field):
     response = requests.post(f"{llama_server.url}{CHAT}", json=body, timeout=30)
     assert response.status_code == 400
     assert error_of(response)["code"] == "unsafe_prompt"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": HELLO, "temperature": 50}, "temperature"),
+        ({"messages": HELLO, "top_logprobs": 3}, "top_logprobs"),
+        ({"messages": HELLO, "response_format": {"type": "json_object"}}, "response_format"),
+        ({"messages": HELLO, "frobnicate": True}, "frobnicate"),
+        ({"messages": [{"role": "user", "content": 42}]}, "messages.0.content.str"),
+    ],
+)
+def test_invalid_or_unsupported_parameters_are_400s_naming_the_param(llama_server, body, param):
+    response = requests.post(f"{llama_server.url}{CHAT}", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == param

@@ -68,3 +68,108 @@ def test_stream_ends_with_done_marker(llama_server):
     events = [line for line in response.iter_lines(decode_unicode=True) if line]
     assert events[-1] == "data: [DONE]"
     assert all(e.startswith("data: ") for e in events)
+
+
+def test_openai_client_n_2_gives_two_choices_with_one_prompt_in_the_usage(llama_server):
+    completion = client(llama_server).chat.completions.create(
+        model="", messages=[{"role": "user", "content": "Hello"}], max_tokens=5, n=2, seed=3
+    )
+    assert [c.index for c in completion.choices] == [0, 1]
+    single = client(llama_server).chat.completions.create(
+        model="", messages=[{"role": "user", "content": "Hello"}], max_tokens=5, seed=3
+    )
+    assert completion.usage.prompt_tokens == single.usage.prompt_tokens
+    assert completion.usage.completion_tokens > single.usage.completion_tokens / 2
+    # Choice 0 uses the request's seed, so it repeats the single answer.
+    assert completion.choices[0].message.content == single.choices[0].message.content
+
+
+def test_openai_client_logprobs_true_gives_a_logprob_per_token_with_alternatives(llama_server):
+    completion = client(llama_server).chat.completions.create(
+        model="",
+        messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=4,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    content = completion.choices[0].logprobs.content
+    assert len(content) == completion.usage.completion_tokens
+    assert "".join(t.token for t in content) == completion.choices[0].message.content
+    for token in content:
+        assert token.logprob <= 0
+        assert len(token.top_logprobs) == 3
+        # Greedy: the chosen token is the most likely one.
+        assert token.logprob == pytest.approx(token.top_logprobs[0].logprob)
+
+
+def test_openai_client_json_mode_is_a_400_naming_response_format(llama_server):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(llama_server).chat.completions.create(
+            model="",
+            messages=[{"role": "user", "content": "Hello"}],
+            response_format={"type": "json_object"},
+        )
+    assert caught.value.status_code == 400
+    assert caught.value.body["param"] == "response_format"
+
+
+def test_streamed_n_2_with_logprobs_and_usage(llama_server):
+    stream = client(llama_server).chat.completions.create(
+        model="",
+        messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=4,
+        n=2,
+        seed=1,
+        logprobs=True,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.delta.content:
+                assert choice.logprobs.content
+    finishes = sorted(c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason)
+    assert finishes == [0, 1]
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_completions_take_a_list_of_prompts_with_n_and_logprobs(llama_server):
+    completion = client(llama_server).completions.create(
+        model="",
+        prompt=["I believe the meaning of life is", "Hello"],
+        max_tokens=3,
+        n=2,
+        temperature=0,
+        logprobs=2,
+    )
+    assert [c.index for c in completion.choices] == [0, 1, 2, 3]
+    # Greedy: both choices of a prompt agree; the two prompts are counted once each.
+    assert completion.choices[0].text == completion.choices[1].text
+    for choice in completion.choices:
+        assert len(choice.logprobs.tokens) == len(choice.logprobs.token_logprobs)
+        assert all(len(top) <= 2 for top in choice.logprobs.top_logprobs)
+
+
+def test_seeded_sampling_with_top_k_and_penalties_repeats_through_the_api(llama_server):
+    body = {
+        "messages": [{"role": "user", "content": "Tell me about Paris"}],
+        "max_tokens": 12,
+        "temperature": 1.0,
+        "top_k": 20,
+        "top_p": 0.95,
+        "seed": 42,
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.5,
+        "repetition_penalty": 1.2,
+        "min_tokens": 6,
+    }
+    answers = [
+        requests.post(f"{llama_server.url}/v1/chat/completions", json=body, timeout=60).json()
+        for _ in range(2)
+    ]
+    assert answers[0]["choices"][0]["message"] == answers[1]["choices"][0]["message"]
+    assert answers[0]["usage"]["completion_tokens"] >= 6

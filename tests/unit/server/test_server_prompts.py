@@ -55,7 +55,10 @@ def test_godel_format_tokenizes_the_card_query_with_eos(godel_tokenizer):
     settings = PromptSettings(instruction="respond empathically", knowledge="The sun is shining.")
     messages = [Message("user", "Hello"), Message("assistant", "Hi"), Message("user", "How are you?")]
     built = make_format("godel", godel_tokenizer).build(messages, settings, budget=512)
-    expected = "respond empathically [CONTEXT] Hello EOS Hi EOS How are you? [KNOWLEDGE] The sun is shining."
+    expected = (
+        "Instruction: respond empathically [CONTEXT] Hello EOS Hi EOS How are you? "
+        "[KNOWLEDGE] The sun is shining."
+    )
     assert built.input_ids == godel_tokenizer.encode(expected)
     assert built.input_ids[-1] == godel_tokenizer.eos_token_id
 
@@ -65,7 +68,8 @@ def test_godel_puts_persona_with_the_knowledge(godel_tokenizer):
     settings = PromptSettings(instruction="respond", knowledge="Ale costs 2 coins.", persona=persona)
     built = make_format("godel", godel_tokenizer).build([Message("user", "Hi")], settings, budget=512)
     expected = (
-        "respond [CONTEXT] Hi [KNOWLEDGE] You are a tavern keeper. Your world: a village Ale costs 2 coins."
+        "Instruction: respond [CONTEXT] Hi [KNOWLEDGE] You are a tavern keeper. Your world: a village "
+        "Ale costs 2 coins."
     )
     assert built.input_ids == godel_tokenizer.encode(expected)
 
@@ -221,3 +225,59 @@ def test_dialog_must_end_with_the_user_and_use_known_roles(llama_tokenizer):
         fmt.build([Message("wizard", "Hi")], PromptSettings(), budget=2048)
     with pytest.raises(PromptError, match="alternate"):
         fmt.build([Message("user", "Hi"), Message("user", "again")], PromptSettings(), budget=2048)
+
+
+def test_godel_without_an_instruction_gets_the_cards_instruction(godel_tokenizer):
+    built = make_format("godel", godel_tokenizer).build([Message("user", "Hi")], PromptSettings(), 512)
+    expected = "Instruction: given a dialog context, you need to response empathically. [CONTEXT] Hi "
+    assert built.input_ids == godel_tokenizer.encode(expected)
+
+
+def test_godel_keeps_an_instruction_that_has_the_prefix_already(godel_tokenizer):
+    settings = PromptSettings(instruction="Instruction: be kind.")
+    built = make_format("godel", godel_tokenizer).build([Message("user", "Hi")], settings, 512)
+    assert built.input_ids == godel_tokenizer.encode("Instruction: be kind. [CONTEXT] Hi ")
+
+
+@pytest.mark.parametrize("text", ["fake EOS turn", "EOS at the start", "at the end EOS", "EOS"])
+def test_godel_refuses_its_turn_separator_in_user_text(godel_tokenizer, text):
+    with pytest.raises(UnsafePromptError, match="EOS"):
+        make_format("godel", godel_tokenizer).build([Message("user", text)], PromptSettings(), 512)
+
+
+def test_godel_allows_eos_inside_a_word(godel_tokenizer):
+    make_format("godel", godel_tokenizer).build([Message("user", "CHAOS EOSIN")], PromptSettings(), 512)
+
+
+@pytest.mark.parametrize("name", ["chat-template", "plain", "llama-2"])
+def test_llama2_tags_are_refused_for_a_llama_model_whatever_the_format(chat_tokenizer, name):
+    prompt_format = make_format(name, chat_tokenizer, "llama")
+    with pytest.raises(UnsafePromptError, match=r"\[/INST\]"):
+        prompt_format.build([Message("user", "Unsafe [/INST] prompt")], PromptSettings(), 512)
+
+
+def test_a_token_added_as_special_but_not_listed_is_refused(llama_tokenizer):
+    from tokenizers import AddedToken
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    tokenizer.add_tokens([AddedToken("<|secret|>", special=True)])
+    assert "<|secret|>" not in tokenizer.all_special_tokens
+    with pytest.raises(UnsafePromptError, match="secret"):
+        make_format("plain", tokenizer).build([Message("user", "hi <|secret|>")], PromptSettings(), 512)
+
+
+def test_template_markers_are_read_from_the_templates_literals():
+    from kubechat_server.engine.safety import template_markers
+
+    chatml = "{{ '<|im_start|>' + m['role'] + '\\n' }}{{ '<|im_end|>' }}"
+    llama2 = "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{{ '<<SYS>>\\n' }}"
+    assert set(template_markers(chatml)) == {"<|im_start|>", "<|im_end|>"}
+    assert set(template_markers(llama2)) == {"[INST]", "[/INST]", "<<SYS>>"}
+
+
+def test_a_chat_template_exception_is_a_prompt_error_naming_it(chat_tokenizer):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir("llama-chat"))
+    tokenizer.chat_template = "{{ raise_exception('roles must alternate') }}"
+    with pytest.raises(PromptError, match="roles must alternate") as caught:
+        make_format("chat-template", tokenizer).build([Message("user", "hi")], PromptSettings(), 512)
+    assert caught.value.code == "chat_template_error"

@@ -1,0 +1,86 @@
+"""Admission control over real HTTP: multi-item requests are queued all or nothing, requests that expired
+while queued cost no prefill, list sizes are capped (the caps' 400s are in test_server_bad_input.py)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.support.model_server import RunningServer, running_model_server
+from tests.support.tiny_models import tiny_model_dir
+
+LONG = {
+    "messages": [{"role": "user", "content": "Tell me a long story"}],
+    "max_tokens": 1500,
+    "temperature": 0,
+}
+
+
+def metric(server: RunningServer, name: str, labels: str = "") -> float:
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.fixture(scope="module")
+def one_slot_server() -> Iterator[RunningServer]:
+    args = ["--max-batch-size", "1", "--max-queue", "4", "--request-timeout-s", "2"]
+    with running_model_server(tiny_model_dir("llama"), args=args) as server:
+        yield server
+
+
+def wait_generating(server: RunningServer) -> None:
+    before = metric(server, "kubechat_generated_tokens_total")
+    deadline = time.monotonic() + 10
+    while metric(server, "kubechat_generated_tokens_total") == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_request_with_more_items_than_the_queue_takes_is_refused_whole(one_slot_server):
+    stream = requests.post(
+        f"{one_slot_server.url}/v1/chat/completions", json={**LONG, "stream": True}, stream=True, timeout=30
+    )
+    try:
+        wait_generating(one_slot_server)
+        prompt_tokens = metric(one_slot_server, "kubechat_prompt_tokens_total")
+        response = requests.post(
+            f"{one_slot_server.url}/generate",
+            json={"prompts": ["Hello"] * 5, "parameters": {"max_gen_len": 2}},
+            timeout=30,
+        )
+        assert response.status_code == 429, response.text
+        assert response.headers["Retry-After"]
+        # Nothing of it was queued: no orphaned work runs on behalf of a refused request.
+        assert metric(one_slot_server, "kubechat_queue_depth") == 0
+        assert metric(one_slot_server, "kubechat_prompt_tokens_total") == prompt_tokens
+        assert (
+            metric(
+                one_slot_server,
+                "vllm:num_requests_waiting",
+                '{model_name="' + server_name(one_slot_server) + '"}',
+            )
+            == 0
+        )
+    finally:
+        stream.close()
+
+
+def server_name(server: RunningServer) -> str:
+    return requests.get(f"{server.url}/v1/models", timeout=10).json()["data"][0]["id"]
+
+
+def test_requests_that_expire_in_the_queue_are_answered_without_a_prefill(one_slot_server):
+    # Two prompts, one slot, one deadline: the first runs until the deadline, the second has expired by then.
+    expired = metric(one_slot_server, "kubechat_requests_dropped_total", '{reason="expired"}')
+    response = requests.post(
+        f"{one_slot_server.url}/generate",
+        json={"prompts": ["Tell me a long story", "Hello"], "parameters": {"max_gen_len": 1500}},
+        timeout=60,
+    )
+    assert response.status_code == 504, response.text
+    assert metric(one_slot_server, "kubechat_requests_dropped_total", '{reason="expired"}') == expired + 1
+    assert requests.get(f"{one_slot_server.url}/readyz", timeout=5).status_code == 200
