@@ -27,6 +27,7 @@ def frontend_url_and_keys(
         "API_KEYS_FILE": keys.file,
         "ADMIN_KEY": keys.admin_key,
         "SECRET_KEY": "quality-tests",
+        "UPSTREAM_TIMEOUT_S": 600,  # tokens are slow while other work shares the cores
     }
     with run_frontend(settings, directory / "frontend.log") as frontend:
         yield frontend.url, keys
