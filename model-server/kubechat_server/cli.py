@@ -28,7 +28,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="kubechat-server", description="Serve a GODEL or Llama-2 style model over HTTP."
     )
     add = parser.add_argument
-    add("--model", dest="model_id", help="Hub id or local directory (KUBECHAT_MODEL_ID)")
+    add("--model", dest="model_id", help="Hub id, local directory or .gguf file (KUBECHAT_MODEL_ID)")
+    add(
+        "--model-file",
+        help="a GGUF file in the repo or directory of --model, e.g. x.Q4_K_M.gguf (KUBECHAT_MODEL_FILE)",
+    )
     add("--served-model-name", help="the name clients use (KUBECHAT_SERVED_MODEL_NAME)")
     add("--architecture", choices=ARCHITECTURES, help="KUBECHAT_ARCHITECTURE")
     add("--prompt-format", choices=PROMPT_FORMATS, help="KUBECHAT_PROMPT_FORMAT")

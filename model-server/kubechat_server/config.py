@@ -35,6 +35,7 @@ class ServerConfig:
 
     model_id: str = ""
     model_revision: str = ""  # a Hub branch, tag or commit; empty = the default branch
+    model_file: str = ""  # a GGUF file in the repo or directory of model_id; empty = transformers files
     served_model_name: str = ""
     architecture: str = "auto"
     prompt_format: str = "auto"
@@ -104,6 +105,7 @@ def _stop(raw: str) -> tuple[str, ...]:
 _ENV: dict[str, tuple[str, Any]] = {
     "KUBECHAT_MODEL_ID": ("model_id", str),
     "KUBECHAT_MODEL_REVISION": ("model_revision", str),
+    "KUBECHAT_MODEL_FILE": ("model_file", str),
     "KUBECHAT_SERVED_MODEL_NAME": ("served_model_name", str),
     "KUBECHAT_ARCHITECTURE": ("architecture", str),
     "KUBECHAT_PROMPT_FORMAT": ("prompt_format", str),
@@ -161,6 +163,8 @@ def validate(config: ServerConfig) -> ServerConfig:
     """Refuse values the server cannot run with, naming the setting."""
     if config.architecture not in ARCHITECTURES:
         raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {config.architecture!r}")
+    if config.model_file and not config.model_file.endswith(".gguf"):
+        raise ConfigError(f"the model file must be a GGUF file (name.gguf), got {config.model_file!r}")
     if config.prompt_format not in PROMPT_FORMATS:
         raise ConfigError(f"prompt format must be one of {PROMPT_FORMATS}, got {config.prompt_format!r}")
     positive = ("max_batch_size", "max_queue", "max_input_tokens", "request_timeout_s")

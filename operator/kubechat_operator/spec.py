@@ -51,6 +51,7 @@ class KnowledgeSource(_Spec):
 
 class ModelSource(_Spec):
     id: str
+    file: str | None = None
     revision: str | None = None
     architecture: Literal["auto", "seq2seq", "causal"] = "auto"
     prompt_format: Literal["auto", "godel", "llama-2", "chat-template", "plain"] = "auto"

@@ -32,6 +32,14 @@ REJECTED = {
     "no model id": (chat_model("  model: {}"), "spec.model.id"),
     "huge model id": (chat_model(f"  model: {{id: {'a' * 5000}}}"), "spec.model.id"),
     "pvc path traversal": (chat_model("  model: {id: 'pvc://../../etc/passwd'}"), "spec.model.id"),
+    "gguf file path traversal": (
+        chat_model(f"  model: {{id: {MODEL_ID}, file: '../../etc/x.gguf'}}"),
+        "spec.model.file",
+    ),
+    "model file that is not gguf": (
+        chat_model(f"  model: {{id: {MODEL_ID}, file: model.safetensors}}"),
+        "spec.model.file",
+    ),
     "huge instruction": (
         chat_model(f"  model: {{id: {MODEL_ID}}}\n  prompt: {{instruction: {'x' * 70000}}}"),
         "spec.prompt",

@@ -1,5 +1,8 @@
 """Loading a model: from a local directory or the Hub, with the ``transformers`` Auto classes.
 
+A model is a transformers directory (config, tokenizer, safetensors) or one GGUF file, whose metadata gives
+config, tokenizer and chat template (``transformers`` dequantises it; engine/gguf_files.py checks it first).
+
 The architecture (seq2seq or causal) comes from the model's config unless the ChatModel forces it; the dtype
 follows the device (bf16/fp16 on a GPU, fp32 on CPU). Download progress is measured from the bytes that
 arrive in the Hub cache, so it works whatever progress bars ``huggingface_hub`` draws.
@@ -10,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -79,27 +84,104 @@ def hub_token() -> str | None:
     return os.environ.get("HF_TOKEN") or None
 
 
-def resolve_model_path(model_id: str, reporter: ProgressReporter, revision: str | None = None) -> str:
-    """A local directory holding the model: ``model_id`` itself, or the Hub snapshot (at ``revision``)
-    after downloading it."""
-    if Path(model_id).is_dir():
-        return model_id
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+@dataclass(frozen=True)
+class LocalModel:
+    """A model on this machine: a transformers directory, or a GGUF file (``gguf_file``) in ``directory``."""
+
+    directory: str
+    gguf_file: str | None = None
+
+    @property
+    def from_pretrained_args(self) -> dict:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+def resolve_model(config: ServerConfig, reporter: ProgressReporter) -> LocalModel:
+    """Where the configured model is on this machine, downloading it from the Hub first if it is not local.
+
+    ``model_id`` is a Hub repo, a directory, or a ``.gguf`` file; ``model_file`` names a GGUF file inside the
+    repo or directory.
+    """
+    model_id, revision = config.model_id, config.model_revision or None
+    local = Path(model_id)
+    if local.is_file() and not config.model_file:
+        return _checked_gguf(LocalModel(str(local.parent), local.name))
+    if local.is_dir():
+        return _checked_gguf(LocalModel(model_id, config.model_file or None))
+    if local.is_absolute() or model_id.startswith("."):
+        raise ModelLoadError(f"no directory {model_id} (a path, not a Hub id: is its volume mounted?)")
+    if config.model_file:
+        downloaded = Path(download_hub_file(model_id, config.model_file, reporter, revision))
+        return _checked_gguf(LocalModel(str(downloaded.parent), downloaded.name))
+    return LocalModel(download_hub_snapshot(model_id, reporter, revision))
+
+
+def _checked_gguf(model: LocalModel) -> LocalModel:
+    if model.gguf_file:
+        from kubechat_server.engine.gguf_files import InvalidGGUFError, check_gguf
+
+        try:
+            facts = check_gguf(Path(model.directory) / model.gguf_file)
+        except InvalidGGUFError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        log.info("%s: GGUF, %s, %d tensors", model.gguf_file, facts.architecture, facts.tensor_count)
+    return model
+
+
+def download_hub_snapshot(model_id: str, reporter: ProgressReporter, revision: str | None = None) -> str:
+    """The Hub snapshot directory of a transformers model (at ``revision``), downloaded if needed."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_OFFLINE
 
     if HF_HUB_OFFLINE:
         # Offline: only what the cache (the PVC) already holds.
         return snapshot_download(model_id, revision=revision, token=hub_token(), local_files_only=True)
-    info = HfApi().model_info(model_id, revision=revision, files_metadata=True, token=hub_token())
-    names = [s.rfilename for s in info.siblings or []]
-    weights = ["*.safetensors"] if any(n.endswith(".safetensors") for n in names) else ["*.bin"]
+    siblings = _hub_files(model_id, revision)
+    weights = ["*.safetensors"] if any(name.endswith(".safetensors") for name in siblings) else ["*.bin"]
     patterns = HUB_FILES + weights + ["tokenizer*"]
-    total = sum(s.size or 0 for s in info.siblings or [] if _matches(s.rfilename, patterns))
+    total = sum(size for name, size in siblings.items() if _matches(name, patterns))
+    with _watching(model_id, total, reporter):
+        return snapshot_download(model_id, revision=revision, token=hub_token(), allow_patterns=patterns)
+
+
+def download_hub_file(model_id: str, filename: str, reporter: ProgressReporter, revision: str | None) -> str:
+    """The local path of one file (a GGUF) of a Hub repo, downloaded if needed."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.constants import HF_HUB_OFFLINE
+
+    if HF_HUB_OFFLINE:
+        # Offline: only what the cache (the PVC) already holds.
+        return hf_hub_download(
+            model_id, filename, revision=revision, token=hub_token(), local_files_only=True
+        )
+    siblings = _hub_files(model_id, revision)
+    if filename not in siblings:
+        ggufs = sorted(name for name in siblings if name.endswith(".gguf"))
+        raise ModelLoadError(
+            f"the Hub repo {model_id} has no file {filename}; its GGUF files: {', '.join(ggufs) or 'none'}"
+        )
+    with _watching(model_id, siblings[filename], reporter):
+        return hf_hub_download(model_id, filename, revision=revision, token=hub_token())
+
+
+def _hub_files(model_id: str, revision: str | None) -> dict[str, int]:
+    """File names and sizes of a Hub repo."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(model_id, revision=revision, files_metadata=True, token=hub_token())
+    return {s.rfilename: s.size or 0 for s in info.siblings or []}
+
+
+@contextmanager
+def _watching(model_id: str, total: int, reporter: ProgressReporter) -> Iterator[None]:
+    """Report download progress while the body downloads into the Hub cache."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
     repo_dir = Path(HF_HUB_CACHE) / f"models--{model_id.replace('/', '--')}"
     watcher = DownloadWatcher(repo_dir, total, reporter, model_id)
     watcher.start()
     try:
-        return snapshot_download(model_id, revision=revision, token=hub_token(), allow_patterns=patterns)
+        yield
     finally:
         watcher.stop()
 
@@ -157,9 +239,16 @@ def load_model(config: ServerConfig, reporter: ProgressReporter) -> LoadedModel:
 
     if not config.model_id:
         raise ModelLoadError("no model configured: set KUBECHAT_MODEL_ID or --model")
-    path = resolve_model_path(config.model_id, reporter, config.model_revision or None)
-    reporter.update("loading", f"loading {config.model_id}")
-    model_config = AutoConfig.from_pretrained(path, token=hub_token())
+    local = resolve_model(config, reporter)
+    path, extra = local.directory, local.from_pretrained_args
+    reporter.update("loading", f"loading {local.gguf_file or config.model_id}")
+    try:
+        model_config = AutoConfig.from_pretrained(path, token=hub_token(), **extra)
+    except ValueError as exc:
+        if not local.gguf_file:
+            raise
+        # e.g. "GGUF model with architecture mamba is not supported yet."
+        raise ModelLoadError(f"transformers cannot load {local.gguf_file}: {exc}") from exc
     detected = "seq2seq" if getattr(model_config, "is_encoder_decoder", False) else "causal"
     if config.architecture not in ("auto", detected):
         raise ModelLoadError(
@@ -170,8 +259,8 @@ def load_model(config: ServerConfig, reporter: ProgressReporter) -> LoadedModel:
     device = choose_device(config.device)
     dtype = choose_dtype(device)
     auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    model = auto_class.from_pretrained(path, dtype=dtype, token=hub_token()).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, token=hub_token())
+    model = auto_class.from_pretrained(path, dtype=dtype, token=hub_token(), **extra).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, token=hub_token(), **extra)
     generation = getattr(model, "generation_config", None)
     eos = {tokenizer.eos_token_id, getattr(generation, "eos_token_id", None)}
     eos_ids = frozenset(i for e in eos for i in (e if isinstance(e, list) else [e]) if i is not None)

@@ -96,6 +96,8 @@ def server_env(owner: Resource, spec: ChatModelSpec) -> dict[str, str]:
     }
     if spec.model.revision:
         env["KUBECHAT_MODEL_REVISION"] = spec.model.revision
+    if spec.model.file:
+        env["KUBECHAT_MODEL_FILE"] = spec.model.file
     if spec.prompt.knowledge_from is None:
         env["KUBECHAT_KNOWLEDGE"] = spec.prompt.knowledge
     if spec.prompt.persona is not None:

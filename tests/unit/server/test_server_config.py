@@ -16,6 +16,7 @@ def test_contract_env_vars_fill_the_config():
         {
             "KUBECHAT_MODEL_ID": "microsoft/GODEL-v1_1-base-seq2seq",
             "KUBECHAT_MODEL_REVISION": "v1.1",
+            "KUBECHAT_MODEL_FILE": "GODEL.Q8_0.gguf",
             "KUBECHAT_PROMPT_FORMAT": "godel",
             "KUBECHAT_INSTRUCTION": "respond empathically",
             "KUBECHAT_PERSONA_CHARACTER": "a tavern keeper",
@@ -30,6 +31,7 @@ def test_contract_env_vars_fill_the_config():
         }
     )
     assert config.model_name == "GODEL-v1_1-base-seq2seq" and config.model_revision == "v1.1"
+    assert config.model_file == "GODEL.Q8_0.gguf"
     assert config.persona == Persona(character="a tavern keeper", scratchpad=True)
     assert (config.max_new_tokens, config.temperature, config.do_sample) == (64, 0.7, False)
     assert config.stop == ("\nUser:",) and config.max_batch_size == 32
@@ -54,6 +56,7 @@ def test_unset_values_keep_defaults_and_served_name_wins():
         ("KUBECHAT_STOP", '[""]', "non-empty"),
         ("KUBECHAT_PROMPT_FORMAT", "alpaca", "prompt format"),
         ("KUBECHAT_ARCHITECTURE", "rnn", "architecture"),
+        ("KUBECHAT_MODEL_FILE", "model.safetensors", "GGUF"),
     ],
 )
 def test_unusable_values_are_refused_naming_the_setting(name, value, message):
