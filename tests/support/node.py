@@ -832,7 +832,12 @@ def main(argv: list[str] | None = None) -> int:
         return _up(args.state_dir, args.bin_dir)
     if args.command == "down":
         return _down(args.state_dir)
-    left = leftovers(args.state_dir)
+    try:
+        with node_lock(timeout=0):
+            left = leftovers(args.state_dir)
+    except NodeError:
+        print("a node is up (its lock is held): nothing to check")
+        return 0
     print("\n".join(left) or "nothing")
     return 1 if left else 0
 
