@@ -35,9 +35,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES_YAML = REPO_ROOT / "hack" / "controlplane" / "kwok" / "nodes.yaml"
 FAULT_STAGES_YAML = REPO_ROOT / "hack" / "controlplane" / "kwok" / "fault-stages.yaml"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first address of SERVICE_CIDR
-POD_CIDR = "10.244.0.1/16"
+# Every address of the clusters here comes from 198.18.0.0/15 (set aside for benchmarking: never routed on the
+# internet, and none of the private ranges a real network uses): Services in 198.19.0.0/16, the real node and
+# its apiserver on 198.18.0.1 (tests/support/node.py), real pods in 198.18.1.0/24, kwok's pretend pods above.
+SERVICE_CIDR = "198.19.0.0/16"
+SERVICE_IP = "198.19.0.1"  # the `kubernetes` Service: the first address of SERVICE_CIDR
+POD_CIDR = "198.18.128.1/17"
+NODE_IP = "198.18.0.1"
 
 
 class ControlPlaneError(RuntimeError):
@@ -66,35 +70,48 @@ def _openssl(*args: str | Path) -> None:
     subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
 
 
-def _write_pki(pki: Path) -> None:
-    """A CA, the apiserver's serving certificate, an admin client certificate and the service-account key."""
-    pki.mkdir(parents=True, exist_ok=True)
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650")
-    _openssl(
-        "req", "-x509", *ec, "-keyout", pki / "ca.key", "-out", pki / "ca.crt", "-subj", "/CN=kubechat-ca"
-    )
+_EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650")
+
+
+def sign_certificate(ca_dir: Path, out: Path, subject: str, *, serving_ip: str | None = None) -> None:
+    """`out`.crt and `out`.key: a client certificate for `subject` signed by the CA in `ca_dir`, or with
+    `serving_ip` a serving certificate for that address."""
     # `req -x509` would mark every certificate a CA (openssl.cnf's v3_ca); a leaf must say it is none.
-    signed_by_ca = (
-        "-CA", pki / "ca.crt", "-CAkey", pki / "ca.key",
-        "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature",
-    )  # fmt: skip
+    usage = ["-addext", "extendedKeyUsage=clientAuth"]
+    if serving_ip:
+        usage = ["-addext", f"subjectAltName=IP:{serving_ip}", "-addext", "extendedKeyUsage=serverAuth"]
     _openssl(
-        "req", "-x509", *ec, *signed_by_ca, "-keyout", pki / "apiserver.key", "-out", pki / "apiserver.crt",
-        "-subj", "/CN=kube-apiserver",
-        "-addext", f"subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:{SERVICE_IP}",
-        "-addext", "extendedKeyUsage=serverAuth",
+        "req", "-x509", *_EC, "-CA", ca_dir / "ca.crt", "-CAkey", ca_dir / "ca.key",
+        "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature",
+        "-keyout", out.with_suffix(".key"), "-out", out.with_suffix(".crt"), "-subj", subject, *usage,
+    )  # fmt: skip
+
+
+def _write_pki(pki: Path, advertise_ip: str | None) -> None:
+    """A CA, the apiserver's serving certificate, an admin client certificate, the front proxy's client
+    certificate (for aggregated APIs such as metrics-server) and the service-account key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req", "-x509", *_EC, "-keyout", pki / "ca.key", "-out", pki / "ca.crt", "-subj", "/CN=kubechat-ca"
+    )
+    names = f"IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:{SERVICE_IP}"
+    if advertise_ip:
+        names += f",IP:{advertise_ip}"
+    _openssl(
+        "req", "-x509", *_EC, "-CA", pki / "ca.crt", "-CAkey", pki / "ca.key",
+        "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature",
+        "-keyout", pki / "apiserver.key", "-out", pki / "apiserver.crt", "-subj", "/CN=kube-apiserver",
+        "-addext", f"subjectAltName={names}", "-addext", "extendedKeyUsage=serverAuth",
     )  # fmt: skip
     # O=system:masters is the group the apiserver grants everything: the admin of this throwaway cluster.
-    _openssl(
-        "req", "-x509", *ec, *signed_by_ca, "-keyout", pki / "admin.key", "-out", pki / "admin.crt",
-        "-subj", "/O=system:masters/CN=kubechat-admin", "-addext", "extendedKeyUsage=clientAuth",
-    )  # fmt: skip
+    sign_certificate(pki, pki / "admin", "/O=system:masters/CN=kubechat-admin")
+    sign_certificate(pki, pki / "front-proxy-client", "/CN=front-proxy-client")
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", pki / "sa.key")
     _openssl("pkey", "-in", pki / "sa.key", "-pubout", "-out", pki / "sa.pub")
 
 
-def _write_kubeconfig(path: Path, server: str, pki: Path) -> None:
-    """An admin kubeconfig (JSON is valid YAML, so no YAML library is needed)."""
+def _write_kubeconfig(path: Path, server: str, pki: Path, cert: Path, key: Path) -> None:
+    """A kubeconfig for the client certificate `cert` (JSON is valid YAML, so no YAML library is needed)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -104,7 +121,7 @@ def _write_kubeconfig(path: Path, server: str, pki: Path) -> None:
         "users": [
             {
                 "name": "kubechat-admin",
-                "user": {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")},
+                "user": {"client-certificate": str(cert), "client-key": str(key)},
             }
         ],
         "contexts": [{"name": "kubechat", "context": {"cluster": "kubechat", "user": "kubechat-admin"}}],
@@ -119,12 +136,26 @@ class ControlPlane:
     `bin_dir` holds the binaries of `hack/control-plane build`; kwok's stages are read from `bin_dir/../etc`.
     With `detach=False` (tests) every child dies with the thread that started it; with `detach=True`
     (`hack/control-plane up`) the children outlive the process that started them.
+
+    With `node_ip` (a real node beside it, tests/support/node.py) the apiserver listens on that address
+    instead of loopback, so pods reach it through the `kubernetes` Service (whose endpoint it becomes); the
+    address must be on one of the machine's links. `kwok=False` leaves out kwok and its simulated nodes.
     """
 
-    def __init__(self, state_dir: Path, bin_dir: Path, *, detach: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        bin_dir: Path,
+        *,
+        detach: bool = False,
+        node_ip: str | None = None,
+        kwok: bool = True,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.bin_dir = Path(bin_dir)
         self.detach = detach
+        self.node_ip = node_ip
+        self.kwok = kwok
         self.pki = self.state_dir / "pki"
         self.logs = self.state_dir / "logs"
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -136,7 +167,7 @@ class ControlPlane:
         """Free loopback ports for every listener, and the server URL that follows from them."""
         names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
         self.ports = dict(zip(names, _free_ports(len(names)), strict=True))
-        self.server = f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+        self.server = f"https://{self.node_ip or '127.0.0.1'}:{self.ports['kube-apiserver']}"
 
     # -- what tests use -------------------------------------------------------------------------------------
 
@@ -207,23 +238,28 @@ class ControlPlane:
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         self.logs.mkdir(parents=True)
-        _write_pki(self.pki)
-        _write_kubeconfig(self.kubeconfig, self.server, self.pki)
+        _write_pki(self.pki, self.node_ip)
+        self.write_kubeconfig(self.kubeconfig, self.pki / "admin.crt", self.pki / "admin.key")
         self._spawn("etcd", self._etcd_args())
         self._wait("etcd", deadline, self._etcd_healthy)
         self._spawn("kube-apiserver", self._apiserver_args())
         self._wait("kube-apiserver", deadline, lambda: self._get("/readyz") == 200)
         self._spawn("kube-controller-manager", self._controller_manager_args())
         self._spawn("kube-scheduler", self._scheduler_args())
-        self._spawn("kwok", self._kwok_args())
-        self.kubectl("apply", "-f", str(NODES_YAML))
-        self._wait("kwok", deadline, self._nodes_ready)
+        if self.kwok:
+            self._spawn("kwok", self._kwok_args())
+            self.kubectl("apply", "-f", str(NODES_YAML))
+            self._wait("kwok", deadline, self._nodes_ready)
         self._wait("kube-scheduler", deadline, self._scheduler_healthy)
         self._wait(
             "kube-controller-manager",
             deadline,
             lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default") == 200,
         )
+
+    def write_kubeconfig(self, path: Path, cert: Path, key: Path) -> None:
+        """A kubeconfig for this control plane and the client certificate `cert` (signed by its CA)."""
+        _write_kubeconfig(path, self.server, self.pki, cert, key)
 
     def stop(self) -> None:
         """Kill every component and reap them; returns once they are gone."""
@@ -351,10 +387,11 @@ class ControlPlane:
 
     def _apiserver_args(self) -> list[str]:
         pki = self.pki
+        address = self.node_ip or "127.0.0.1"
         return [
             f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={address}",
+            f"--advertise-address={address}",
             f"--secure-port={self.ports['kube-apiserver']}",
             f"--cert-dir={self.state_dir / 'kube-apiserver'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -364,18 +401,27 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # Endpoints may not hold a loopback address, so the `kubernetes` Service gets none (nothing in a
-            # kwok pod would call it) instead of an error logged on every sync.
-            "--endpoint-reconciler-type=none",
-            # The front-proxy settings every cluster has; without them the controller manager and scheduler
-            # keep logging that the request-header CA bundle is missing. No certificate for the allowed
-            # name is ever issued, so nobody can use the headers.
+            # Endpoints may not hold a loopback address: without a node address the `kubernetes` Service gets
+            # none (nothing in a kwok pod would call it) instead of an error logged on every sync.
+            *([] if self.node_ip else ["--endpoint-reconciler-type=none"]),
+            # The front proxy: the apiserver presents front-proxy-client when it forwards a request to an
+            # aggregated API (metrics-server), which trusts the user named in the headers only from it.
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             f"--requestheader-client-ca-file={pki / 'ca.crt'}",
             "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-username-headers=X-Remote-User",
             "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "--authorization-mode=RBAC",
+            # Node credentials (system:node:<name>) reach only their own node's objects.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            # kubectl logs/exec/port-forward: the apiserver calls the kubelet at its InternalIP, checks its
+            # serving certificate against the CA, and shows it the admin certificate.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
             "--allow-privileged=true",
             "--profiling=false",
         ]

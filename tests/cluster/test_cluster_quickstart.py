@@ -1,0 +1,206 @@
+"""The quick start on the real node: the chart's operator, the model server and the frontend run as pods from
+kubechat's own images, and every claim is checked through what a user has (kubectl, port-forward)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.controlplane import REPO_ROOT
+from tests.support.node import NODE_NAME, POD_SUBNET, Cluster
+from tests.support.pods import port_forward, wait_for, wait_ready
+
+pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow]
+
+EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
+CHART = REPO_ROOT / "charts" / "kubechat"
+RELEASE, RELEASE_NAMESPACE = "kubechat", "kubechat-system"
+MODEL, FRONTEND = "quickstart", "quickstart-chat"  # the names in examples/quickstart.yaml
+# Where the example's spec.model.id points inside the pod's cache volume (/cache), and how to make what lies
+# there. The test puts it on a PersistentVolume the ChatModel's cache claim binds to: the way a user seeds
+# weights without a hub. To serve another model, change these two and the example.
+MODEL_IN_CACHE = "models/tiny-godel"
+
+
+def build_model() -> Path:
+    from hack.quickstart import tiny_model  # the quick start's own tiny GODEL (visible random words)
+
+    return tiny_model()
+
+
+@dataclass
+class QuickStart:
+    namespace: str
+    applied_at: float
+    ready_after: float  # seconds from `kubectl apply` to the model pod Ready
+
+
+def in_range(address: str) -> bool:
+    return ipaddress.ip_address(address) in ipaddress.ip_network(POD_SUBNET)
+
+
+def pods(cluster: Cluster, namespace: str, selector: str) -> list[dict]:
+    listing = cluster.plane.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json").stdout
+    return json.loads(listing)["items"]
+
+
+@pytest.fixture(scope="module")
+def operator(real_cluster: Cluster, images: dict[str, str]) -> Iterator[str]:
+    """The chart installed with its default values: the operator runs from Dockerfile.operator's image."""
+    plane = real_cluster.plane
+    subprocess_env = plane.env()
+    subprocess.run(
+        [str(plane.bin_dir / "helm"), "upgrade", "--install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE,
+         "--create-namespace", "--wait", "--timeout=300s"],
+        env=subprocess_env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        yield RELEASE_NAMESPACE
+    finally:
+        subprocess.run(
+            [str(plane.bin_dir / "helm"), "uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait"],
+            env=subprocess_env, check=False, capture_output=True,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quickstart(real_cluster: Cluster, operator: str) -> QuickStart:
+    """examples/quickstart.yaml applied in a namespace of its own, with the model on the cache volume."""
+    plane = real_cluster.plane
+    namespace = f"quickstart-{int(time.time())}"
+    plane.kubectl("create", "namespace", namespace)
+    volume = real_cluster.state_dir / "volumes" / namespace
+    shutil.copytree(build_model(), volume / MODEL_IN_CACHE)
+    shutil.chown(volume, 1000, 1000)
+    for path in volume.rglob("*"):
+        shutil.chown(path, 1000, 1000)
+    documents = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    chatmodel = next(d for d in documents if d["kind"] == "ChatModel")
+    chatmodel["spec"]["cache"] = {"size": "1Gi"}  # the PVC the volume below binds to
+    volume_manifest = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{namespace}-cache"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(volume), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": f"{MODEL}-cache"},
+        },
+    }
+    plane.kubectl("apply", "-f", "-", input=json.dumps(volume_manifest))
+    applied_at = time.monotonic()
+    plane.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(documents))
+    plane.kubectl(
+        "-n", namespace, "wait", "--for=create", f"deployment/{MODEL}", "--timeout=60s"
+    )  # the operator wrote it
+    wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={MODEL}", timeout=600)
+    ready_after = time.monotonic() - applied_at
+    print(f"kubectl apply -> model pod Ready: {ready_after:.1f} s")
+    return QuickStart(namespace, applied_at, ready_after)
+
+
+def test_operator_runs_as_a_pod_and_its_logs_come_from_kubectl(real_cluster: Cluster, operator: str) -> None:
+    plane = real_cluster.plane
+    (pod,) = pods(real_cluster, operator, "app.kubernetes.io/name=kubechat")
+    assert pod["status"]["phase"] == "Running"
+    assert pod["spec"]["nodeName"] == NODE_NAME and in_range(pod["status"]["podIP"])
+    assert pod["spec"]["containers"][0]["image"].startswith("localhost/kubechat-operator:")
+    logs = plane.kubectl("-n", operator, "logs", pod["metadata"]["name"]).stdout
+    assert "kopf" in logs.lower() or "chatmodel" in logs.lower(), logs[-2000:]
+
+
+def test_quickstart_model_pod_turns_ready_and_answers_with_its_pod_and_node(
+    real_cluster: Cluster, quickstart: QuickStart
+) -> None:
+    plane, namespace = real_cluster.plane, quickstart.namespace
+    phase = plane.kubectl("-n", namespace, "get", "chatmodel", MODEL, "-o", "jsonpath={.status.phase}")
+    wait_for(
+        lambda: plane.kubectl(
+            "-n", namespace, "get", "chatmodel", MODEL, "-o", "jsonpath={.status.phase}"
+        ).stdout == "Ready",
+        timeout=60,
+        message=f"ChatModel not Ready: {phase.stdout}",
+    )  # fmt: skip
+    (pod,) = pods(real_cluster, namespace, f"app.kubernetes.io/instance={MODEL}")
+    assert pod["spec"]["nodeName"] == NODE_NAME and in_range(pod["status"]["podIP"])
+    forward, port = port_forward(plane, namespace, f"service/{MODEL}", 8080)
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/chat",
+            data=json.dumps({"message": "Hello there!", "history": []}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.load(response)
+    finally:
+        forward.kill()
+        forward.wait()
+    assert answer["pod"] == pod["metadata"]["name"]
+    assert answer["node"] == NODE_NAME
+    assert isinstance(answer["response"], str)
+
+
+def test_frontend_pod_with_default_settings_answers_every_chat(
+    real_cluster: Cluster, quickstart: QuickStart
+) -> None:
+    plane, namespace = real_cluster.plane, quickstart.namespace
+    wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={FRONTEND}", timeout=300)
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}", 80)
+    answers = []
+    try:
+        for turn in range(10):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/chat",
+                data=json.dumps({"message": f"Hello, turn {turn}!"}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=120) as response:
+                answers.append(json.load(response))
+    finally:
+        forward.kill()
+        forward.wait()
+    (model_pod,) = pods(real_cluster, namespace, f"app.kubernetes.io/instance={MODEL}")
+    assert len(answers) == 10
+    assert all(a.get("pod") == model_pod["metadata"]["name"] for a in answers), answers[:2]
+
+
+def test_deleting_the_quickstart_removes_every_child_and_container(
+    real_cluster: Cluster, quickstart: QuickStart
+) -> None:
+    plane, namespace = real_cluster.plane, quickstart.namespace
+    plane.kubectl("-n", namespace, "delete", "-f", str(EXAMPLE), "--wait=true", "--timeout=120s", timeout=150)
+    kinds = "deployments,services,configmaps,pods,persistentvolumeclaims,horizontalpodautoscalers"
+    wait_for(
+        lambda: (
+            not plane.kubectl("-n", namespace, "get", kinds, "-o", "name")
+            .stdout.replace("configmap/kube-root-ca.crt", "")
+            .strip()
+        ),
+        timeout=120,
+        message="children of the quick start remain",
+    )
+
+    def containers_of_namespace() -> list[str]:
+        listing = real_cluster.node.ctr("containers", "ls").stdout
+        ids = [line.split()[0] for line in listing.splitlines()[1:]]
+        return [
+            c for c in ids
+            if namespace in real_cluster.node.ctr("containers", "info", c, check=False).stdout
+        ]  # fmt: skip
+
+    wait_for(lambda: not containers_of_namespace(), timeout=120, message="containers left on the node")
+    plane.kubectl("delete", "namespace", namespace, "--wait=false")
+    plane.kubectl("delete", "persistentvolume", f"{namespace}-cache", "--wait=false", check=False)

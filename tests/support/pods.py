@@ -1,0 +1,106 @@
+"""Pod manifests and waits for tests on the real node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+from tests.support.controlplane import ControlPlane
+
+# What the operator's pods get too: non-root, a read-only root, no capabilities, RuntimeDefault seccomp.
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def python_pod(name: str, image: str, script: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pod running `python3 -c script` as a restricted container with small limits."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {"app": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-u", "-c", script],
+                    "securityContext": RESTRICTED_CONTAINER,
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "32Mi"},
+                        "limits": {"memory": "128Mi"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def apply(plane: ControlPlane, namespace: str, *objects: dict[str, Any]) -> None:
+    plane.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
+    )
+
+
+def wait_ready(plane: ControlPlane, namespace: str, target: str, timeout: int = 120) -> None:
+    """Wait for `target` (pod/NAME, or -l SELECTOR pods) to be Ready; on timeout the error carries the
+    pods' description."""
+    args = ["-n", namespace, "wait", "--for=condition=Ready", f"--timeout={timeout}s"]
+    args += ["pod", "-l", target[3:]] if target.startswith("-l ") else [target]
+    result = plane.kubectl(*args, check=False, timeout=timeout + 30)
+    if result.returncode != 0:
+        described = plane.kubectl("-n", namespace, "describe", "pods", check=False).stdout
+        raise AssertionError(f"{target} not Ready in {timeout} s: {result.stderr}\n{described[-4000:]}")
+
+
+def pod_field(plane: ControlPlane, namespace: str, pod: str, jsonpath: str) -> str:
+    return plane.kubectl("-n", namespace, "get", "pod", pod, "-o", f"jsonpath={jsonpath}").stdout
+
+
+def exec_python(plane: ControlPlane, namespace: str, pod: str, script: str, timeout: float = 60) -> str:
+    """Run `python3 -c script` in the pod (kubectl exec through the kubelet) and return its stdout."""
+    return plane.kubectl("-n", namespace, "exec", pod, "--", "python3", "-c", script, timeout=timeout).stdout
+
+
+def wait_for(condition: Any, timeout: float, interval: float = 1, message: str = "") -> Any:
+    """Poll `condition()` until it returns something truthy; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met in {timeout} s")
+        time.sleep(interval)
+
+
+def port_forward(
+    plane: ControlPlane, namespace: str, target: str, port: int
+) -> tuple[subprocess.Popen[str], int]:
+    """`kubectl port-forward target :port` on loopback; returns the process and the local port (the caller
+    terminates it)."""
+    proc = subprocess.Popen(
+        [str(plane.bin_dir / "kubectl"), f"--kubeconfig={plane.kubeconfig}", "-n", namespace, "port-forward",
+         "--address=127.0.0.1", target, f":{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> port"
+    if "Forwarding from" not in line:
+        proc.kill()
+        raise AssertionError(f"port-forward failed: {line}{proc.communicate()[1]}")
+    return proc, int(line.split("127.0.0.1:")[1].split()[0])
