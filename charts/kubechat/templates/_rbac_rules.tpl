@@ -42,13 +42,14 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [get, list, watch, create, patch, delete]
-# Status comes from the pods; Secrets referenced by a resource are checked to exist (never listed).
+# Status comes from the pods; Secrets referenced by a resource are checked to exist (never listed), and a
+# ChatFrontend's session-key Secret is created once (never patched, listed or read by others).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
