@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "UPSTREAM_TIMEOUT_S": 120.0,
     "READY_CACHE_S": 2.0,
     "RETENTION_DAYS": 0.0,
-    "SAVE_RETRIES": 3,
+    "SAVE_RETRIES": 4,
 }
 
 # Settings whose environment value is JSON or a number rather than a plain string.
