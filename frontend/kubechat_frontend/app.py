@@ -58,7 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         log.warning("no API keys configured: the API is open to anyone, limited per IP")
     services = Services(
         settings=settings,
-        store=open_store(settings["STORE"], settings["STORE_PASSWORD"]),
+        store=open_store(settings["STORE"], settings["STORE_PASSWORD"], settings["RETENTION_DAYS"]),
         models=ModelClient(settings["MODELS"], settings["UPSTREAM_TIMEOUT_S"]),
         keys=keys,
     )

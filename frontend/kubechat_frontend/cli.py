@@ -158,11 +158,33 @@ def main(argv: list[str] | None = None) -> int:
     return chat(args)
 
 
+def shared_key_problem(environ: dict[str, str] | os._Environ[str]) -> str:
+    """Why these settings cannot serve sessions, or "": several workers each inventing a random key would
+    refuse one another's cookies (a CSRF failure on every other send), so they need one key from a Secret."""
+    workers = int(environ.get("KUBECHAT_FRONTEND_WORKERS", "2"))
+    if workers > 1 and not environ.get("KUBECHAT_FRONTEND_SECRET_KEY"):
+        return (
+            f"refusing to start {workers} workers without KUBECHAT_FRONTEND_SECRET_KEY: each would sign "
+            "sessions with its own random key and refuse the others' cookies. Set the key (the operator "
+            "does, from the Secret <name>-session) or KUBECHAT_FRONTEND_WORKERS=1."
+        )
+    return ""
+
+
 def serve() -> None:
     """`kubechat-frontend`: run the frontend under gunicorn with threads, so many answers stream at once."""
+    import logging
+
     from gunicorn.app.base import BaseApplication
 
     from kubechat_frontend.app import create_app
+    from kubechat_frontend.logs import configure_logging
+
+    problem = shared_key_problem(os.environ)
+    if problem:
+        configure_logging()
+        logging.getLogger("kubechat_frontend").error(problem)
+        raise SystemExit(2)
 
     class Server(BaseApplication):
         def load_config(self) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response
@@ -16,6 +18,24 @@ from kubechat_frontend.services import Services
 from kubechat_frontend.store import Conversation, Message
 from kubechat_frontend.text import clean_text
 from kubechat_frontend.upstream import ChatStream, Delta, Origin
+
+log = logging.getLogger("kubechat_frontend")
+
+# Waits between tries of saving a finished turn: a store restart or a pool reconnect is over in about this
+# long, and the user is still looking at the answer meanwhile.
+SAVE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
+
+UNSAVED_MESSAGE = (
+    "This answer could not be saved (the history store did not answer); it stays on this page but will be "
+    "missing after a reload."
+)
+
+
+@dataclass(frozen=True)
+class Unsaved:
+    """The answer was given in full but could not be saved after retries; the client should say so."""
+
+    message: str = UNSAVED_MESSAGE
 
 
 def validate_message(text: Any, max_chars: int) -> str:
@@ -55,6 +75,8 @@ class Turn:
     ) -> None:
         self.conversation = conversation
         self._store = services.store
+        self._save_retries = services.settings["SAVE_RETRIES"]
+        self.saved = True
         self._text = text
         history = self._store.messages(conversation.id, last=services.settings["MAX_HISTORY_TURNS"] * 2)
         prompt = [{"role": m.role, "content": m.content} for m in history] + [
@@ -67,9 +89,9 @@ class Turn:
         # The model server's own share of the turn: from sending the request to its last byte.
         self.upstream_ms: float | None = None
 
-    def events(self) -> Iterator[Delta | Origin]:
+    def events(self) -> Iterator[Delta | Origin | Unsaved]:
         parts: list[str] = []
-        save = False
+        stopped = False
         try:
             for event in self._stream:
                 if isinstance(event, Origin):
@@ -78,29 +100,41 @@ class Turn:
                 else:
                     parts.append(event.text)
                     yield event
-            save = True
         except GeneratorExit:
-            save = bool(parts)  # stopped by the user: keep what they saw
+            stopped = True  # by the user: keep what they saw
             raise
         finally:
             self.upstream_ms = round((time.perf_counter() - self._started) * 1000, 2)
             self._stream.close()
-            if save:
+            if stopped and parts:
                 self._save("".join(parts))
+        # The whole answer has been read: save it, and if the store keeps failing say so, keeping the answer.
+        if not self._save("".join(parts)):
+            yield Unsaved()
 
     def close(self) -> None:
         """Let go of the model's answer if `events()` never ran (the client left before the first byte)."""
         self._stream.close()
 
-    def _save(self, answer: str) -> None:
+    def _save(self, answer: str) -> bool:
+        """Save the turn, retrying while the store blips; False (and logged) if it never took it."""
         o = self.origin
-        self._store.add_messages(
-            self.conversation.id,
-            [
-                Message("user", self._text),
-                Message("assistant", answer, pod=o.pod, node=o.node, model=o.model),
-            ],
-        )
+        turn = [
+            Message("user", self._text),
+            Message("assistant", answer, pod=o.pod, node=o.node, model=o.model),
+        ]
+        failure = ""
+        for pause in (*SAVE_BACKOFF_S[: self._save_retries], None):
+            try:
+                self._store.add_messages(self.conversation.id, turn)
+                return True
+            except Exception as error:  # any driver's error: the store is down, the answer must not be
+                failure = f"{type(error).__name__}: {error}"
+                if pause is not None:
+                    time.sleep(pause)
+        log.error("turn of %s not saved after retries: %s", self.conversation.id, failure)
+        self.saved = False
+        return False
 
 
 def sse(event: dict[str, Any]) -> str:
@@ -130,6 +164,9 @@ def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
                     {"type": "meta", "session_id": turn.conversation.id, "pod": event.pod, "node": event.node,
                      "model": event.model}
                 )  # fmt: skip
+            elif isinstance(event, Unsaved):
+                log["saved"] = False
+                yield sse({"type": "notice", "code": "history_not_saved", "message": event.message})
             else:
                 yield sse({"type": "delta", "text": event.text})
         yield sse({"type": "done"})

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis.exceptions
+import sqlalchemy.exc
 from flask import Flask, Response, jsonify
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("kubechat_frontend")
+
+# A database that is restarting, unreachable or out of pooled connections: the request may simply be retried.
+STORE_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+def store_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "The history store cannot be reached right now. Your conversation is safe; try again shortly.",
+        "store_unavailable",
+        retry_after=5,
+    )
 
 
 class ApiError(Exception):
@@ -38,6 +60,14 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return error_response(error)
+
+    def _store_down(error: Exception) -> Response:
+        # The driver's words (hosts, ports, user names) go to the log, not to the caller.
+        log.error("history store unavailable: %s: %s", type(error).__name__, error)
+        return error_response(store_unavailable())
+
+    for kind in STORE_DOWN:
+        app.register_error_handler(kind, _store_down)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Response:

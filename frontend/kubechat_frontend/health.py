@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Blueprint, Response, jsonify
@@ -9,6 +10,7 @@ from flask import Blueprint, Response, jsonify
 from kubechat_frontend.services import services
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger("kubechat_frontend")
 
 
 @bp.get("/health")
@@ -22,8 +24,9 @@ def _check() -> tuple[bool, dict]:
     try:
         svc.store.ping()
         detail["store"] = "ok"
-    except Exception as error:  # any driver error means not ready; say which
-        detail["store"] = f"{type(error).__name__}: {error}"
+    except Exception as error:  # any driver error means not ready; the log says which, not anonymous callers
+        log.warning("readiness: store unavailable: %s: %s", type(error).__name__, error)
+        detail["store"] = "unavailable"
     for name in svc.models.names:
         ok, why = svc.models.ready(name)
         detail["models"][name] = "ready" if ok else why

@@ -38,6 +38,15 @@ def unavailable(model: str, detail: str) -> ApiError:
     )
 
 
+def model_removed(model: str) -> ApiError:
+    """A conversation's model that this frontend no longer offers (taken out of the ChatFrontend)."""
+    return ApiError(
+        409,
+        f"The model {model!r} of this conversation is no longer offered here; start a new chat.",
+        "model_removed",
+    )
+
+
 def upstream_error(model: str, response: UpstreamResponse) -> ApiError:
     """The model server's error as the frontend's own, keeping its status and `Retry-After`."""
     try:
@@ -138,6 +147,8 @@ class ModelClient:
         self, model: str, body: dict[str, Any] | bytes, *, path: str = "/v1/chat/completions"
     ) -> UpstreamResponse:
         """POST to the model's server and return the streaming response once its status is known to be 2xx."""
+        if model not in self._pools:
+            raise model_removed(model)
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             response = self._pools[model].request("POST", path, content)

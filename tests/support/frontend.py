@@ -49,17 +49,18 @@ def frontend_env(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def run_frontend(
-    settings: dict[str, Any], log: Path, *, workers: int = 1, threads: int = 16
-) -> Iterator[RunningFrontend]:
-    """Start a frontend with `settings`, wait for `/health`, and stop it (and its workers) afterwards."""
-    port = free_port()
+def start_frontend_process(
+    settings: dict[str, Any], log: Path, *, workers: int | None = 1, threads: int = 16, port: int = 0
+) -> tuple[subprocess.Popen, str]:
+    """`python -m kubechat_frontend` with `settings`, not waited for (it may refuse to start)."""
+    port = port or free_port()
+    sizing = {"KUBECHAT_FRONTEND_THREADS": str(threads)}
+    if workers is not None:
+        sizing["KUBECHAT_FRONTEND_WORKERS"] = str(workers)
     env = python_env(
         KUBECHAT_FRONTEND_HOST="127.0.0.1",
         KUBECHAT_FRONTEND_PORT=str(port),
-        KUBECHAT_FRONTEND_WORKERS=str(workers),
-        KUBECHAT_FRONTEND_THREADS=str(threads),
+        **sizing,
         **frontend_env({"COOKIE_SECURE": False, **settings}),
     )
     with open(log, "ab") as log_file:
@@ -71,7 +72,17 @@ def run_frontend(
             start_new_session=True,  # its own process group, so a hung arbiter's workers die with it
             preexec_fn=die_with_parent(),
         )
-    url = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def run_frontend(
+    settings: dict[str, Any], log: Path, *, workers: int | None = 1, threads: int = 16, port: int = 0
+) -> Iterator[RunningFrontend]:
+    """Start a frontend with `settings`, wait for `/health`, and stop it (and its workers) afterwards.
+    `workers=None` leaves the worker count to the frontend's default, as a Deployment does; `port` reuses a
+    port (a restarted frontend where the last one was)."""
+    process, url = start_frontend_process(settings, log, workers=workers, threads=threads, port=port)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -50,10 +50,14 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
   resources: [roles, rolebindings]
   verbs: [get, list, watch, create, patch, delete]
 # Status comes from the pods and, for pods stuck creating, their Warning events (FailedMount, Multi-Attach).
-# No Secret access at all: a missing Secret shows as the kubelet's CreateContainerConfigError on the pods.
+# No Secret reads: a missing Secret shows as the kubelet's CreateContainerConfigError on the pods.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+- apiGroups: [""]
+  # A ChatFrontend's session-key Secret is created once; never read, listed or patched (409 = it exists).
+  resources: [secrets]
+  verbs: [create]
 - apiGroups: [""]
   resources: [events]
   verbs: [list, create, patch]

@@ -69,8 +69,9 @@ def chat() -> Response:
     o = turn.origin
     log_fields().update(pod=o.pod, node=o.node, upstream_ms=turn.upstream_ms)
     response = jsonify(
-        session_id=turn.conversation.id, response=answer, pod=o.pod, node=o.node, model=o.model
-    )
+        session_id=turn.conversation.id, response=answer, pod=o.pod, node=o.node, model=o.model,
+        saved=turn.saved,
+    )  # fmt: skip
     # The model server's share, so that clients (and bench/frontend) can tell it from the frontend's own.
     response.headers["Server-Timing"] = f"upstream;dur={turn.upstream_ms}"
     return response

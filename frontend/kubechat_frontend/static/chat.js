@@ -94,8 +94,14 @@
     const retry = document.createElement("button");
     retry.type = "button";
     retry.className = "button retry";
-    retry.textContent = "Retry";
-    retry.addEventListener("click", () => { message.remove(); send(text, false); });
+    if (error.code === "model_removed") {
+      // Retrying cannot help: this conversation's model is gone. Start a new chat with an offered one.
+      retry.textContent = "New chat";
+      retry.addEventListener("click", () => { newChat.dataset.hasMessages = "false"; newChat.requestSubmit(); });
+    } else {
+      retry.textContent = "Retry";
+      retry.addEventListener("click", () => { message.remove(); send(text, false); });
+    }
     bubble.append(p, retry);
     if (error.retryAfter) {
       const note = document.createElement("p");
@@ -103,6 +109,15 @@
       note.textContent = "The server suggests waiting " + error.retryAfter + " s.";
       bubble.appendChild(note);
     }
+  }
+
+  // A note under an answer that stays (e.g. it could not be saved): the answer is kept, the user is told.
+  function addNote(message, text) {
+    const note = document.createElement("p");
+    note.className = "note unsaved";
+    note.setAttribute("role", "status");
+    note.textContent = text;
+    message.appendChild(note);
   }
 
   // The server now holds this conversation: picking anew asks first, and it can be deleted.
@@ -158,7 +173,7 @@
         let detail = {};
         try { detail = (await response.json()).error || {}; } catch (e) { /* not JSON */ }
         throw { message: detail.message || "The server answered " + response.status + ".",
-                retryAfter: response.headers.get("Retry-After") };
+                code: detail.code, retryAfter: response.headers.get("Retry-After") };
       }
       await readEvents(response, (event) => {
         if (event.type === "meta") {
@@ -167,8 +182,10 @@
           answerText += event.text;
           answer.classList.remove("pending");
           if (!frame) frame = requestAnimationFrame(() => { frame = 0; renderMarkdown(bubble, answerText); scrollToEnd(); });
+        } else if (event.type === "notice") {
+          addNote(answer, event.message);
         } else if (event.type === "error") {
-          throw { message: event.message };
+          throw { message: event.message, code: event.code };
         }
       });
       cancelAnimationFrame(frame);

@@ -2,29 +2,58 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from sqlalchemy import Engine, create_engine, event
 
 from kubechat_frontend.store.base import Conversation, Hit, Message, Store
 from kubechat_frontend.store.sql import SqlStore
 
-__all__ = ["Conversation", "Hit", "Message", "Store", "open_store"]
+__all__ = ["Conversation", "Hit", "Message", "Store", "open_store", "sql_engine"]
+
+# Threads of one worker share these; each streaming answer holds a connection only while it reads or writes.
+POOL_SIZE = 8
+POOL_OVERFLOW = 8
+POOL_TIMEOUT_S = 10  # a request waits this long for a free connection, then fails (503), never hangs
+CONNECT_TIMEOUT_S = 5
 
 
-def open_store(url: str, password: str = "") -> Store:
-    """The store at `url` (`sqlite:///path`, `postgresql://…`, `redis://…`); `password` fills in the URL's."""
+def open_store(url: str, password: str = "", retention_days: float = 0) -> Store:
+    """The store at `url` (`sqlite:///path`, `postgresql://…`, `redis://…`), its schema migrated to head;
+    `password` fills in the URL's; conversations idle longer than `retention_days` expire (0 = never)."""
     scheme = urlsplit(url).scheme
     if password:
         url = _with_password(url, password)
-    if scheme == "sqlite":
-        return _open_sqlite(url)
-    if scheme in {"postgresql", "postgres"}:
-        return _open_postgres(url)
+    retention_s = retention_days * 86400
     if scheme in {"redis", "rediss"}:
         from kubechat_frontend.store.redis import RedisStore
 
-        return RedisStore(url)
+        return RedisStore(url, retention_s)
+    from kubechat_frontend.migrations import migrate
+
+    engine = sql_engine(url)
+    migrate(engine)
+    return SqlStore(engine, retention_s)
+
+
+def sql_engine(url: str) -> Engine:
+    """A pooled SQLAlchemy engine for a `sqlite:` or `postgresql:` store URL."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        return _sqlite_engine(url)
+    if scheme in {"postgresql", "postgres"}:
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT_S,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+        )
     raise ValueError(f"unsupported store URL scheme {scheme!r} (use sqlite, postgresql or redis)")
 
 
@@ -39,24 +68,27 @@ def _with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _open_sqlite(url: str) -> Store:
+def _sqlite_engine(url: str) -> Engine:
     # sqlite:///relative.db and sqlite:////absolute.db, as SQLAlchemy spells them.
     path = url.removeprefix("sqlite:///")
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_timeout=POOL_TIMEOUT_S,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
 
-    def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
         # WAL lets readers run beside a writer; NORMAL sync is durable across app crashes, fast on commit.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
-    return SqlStore(connect, param="?", id_type="INTEGER PRIMARY KEY AUTOINCREMENT")
-
-
-def _open_postgres(url: str) -> Store:
-    import psycopg
-
-    return SqlStore(lambda: psycopg.connect(url), param="%s", id_type="BIGSERIAL PRIMARY KEY")
+    return engine

@@ -14,8 +14,20 @@ PREFIX = "kubechat:"
 class RedisStore:
     """A `Store` on Redis; redis-py's client is thread-safe and pools its own connections."""
 
-    def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+    def __init__(self, url: str, retention_s: float = 0) -> None:
+        # Timeouts so a Redis that stops answering fails a request instead of holding its thread forever.
+        self._redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+        )
+        self._ttl = int(retention_s)
+
+    def _keep(self, conversation_id: str) -> None:
+        """Restart the conversation's expiry (retention) after a write; without retention keys live on."""
+        if self._ttl:
+            pipe = self._redis.pipeline()
+            pipe.expire(self._conversation_key(conversation_id), self._ttl)
+            pipe.expire(self._messages_key(conversation_id), self._ttl)
+            pipe.execute()
 
     @staticmethod
     def _conversation_key(conversation_id: str) -> str:
@@ -31,6 +43,7 @@ class RedisStore:
             self._conversation_key(c.id),
             mapping={"owner": c.owner, "model": c.model, "persona": c.persona, "created": repr(c.created)},
         )
+        self._keep(c.id)
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         fields = self._redis.hgetall(self._conversation_key(conversation_id))
@@ -50,6 +63,7 @@ class RedisStore:
             self._redis.rpush(
                 self._messages_key(conversation_id), *(json.dumps(m.to_dict()) for m in messages)
             )
+            self._keep(conversation_id)
 
     def messages(self, conversation_id: str, last: int | None = None) -> list[Message]:
         if last == 0:

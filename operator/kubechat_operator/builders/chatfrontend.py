@@ -1,7 +1,8 @@
-"""ChatFrontend → ConfigMap, Deployment, Service and HPA (pure functions)."""
+"""ChatFrontend → session Secret, ConfigMap, history PVC, Deployment, Service and HPA (pure functions)."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from kubechat_operator.builders.chatmodel import model_client_label, model_endpoint
@@ -24,7 +25,7 @@ from kubechat_operator.builders.common import (
     workload_name,
 )
 from kubechat_operator.config import OperatorConfig
-from kubechat_operator.spec import ChatFrontendSpec, Resource
+from kubechat_operator.spec import ChatFrontendSpec, Resource, SessionSecretRef
 
 COMPONENT = "frontend"
 API_KEYS_DIR = "/etc/kubechat/api-keys"
@@ -33,6 +34,53 @@ DATA_DIR = "/data"
 
 def config_map_name(name: str) -> str:
     return f"{name}{FRONTEND_SUFFIX}-config"
+
+
+def history_claim_name(name: str) -> str:
+    return f"{name}-history"
+
+
+def session_secret_ref(owner: Resource, spec: ChatFrontendSpec) -> SessionSecretRef:
+    """The Secret key that signs session cookies: the one the spec names, else the operator's own
+    `<name>-session`. Every worker of every replica must sign with the same key, or a cookie from one is
+    refused by the next (CSRF failures)."""
+    return spec.secret_key_secret_ref or SessionSecretRef(name=f"{owner.name}-session")
+
+
+def build_session_secret(owner: Resource, secret_key: str) -> Manifest:
+    """The operator-made session Secret holding `secret_key` (random, chosen once by the handler)."""
+    ref = SessionSecretRef(name=f"{owner.name}-session")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(owner, ref.name, COMPONENT),
+        "type": "Opaque",
+        "data": {ref.key: base64.b64encode(secret_key.encode()).decode()},
+    }
+
+
+def stores_on_volume(spec: ChatFrontendSpec) -> bool:
+    """SQLite keeps history in a file on the pod's /data volume, which is then a PVC (a pod restart, a
+    reschedule or a rollout keeps every conversation)."""
+    return spec.store.url.startswith("sqlite:")
+
+
+def build_history_claim(owner: Resource, spec: ChatFrontendSpec) -> Manifest | None:
+    """The PVC for SQLite history, or None for PostgreSQL and Redis (the pod keeps nothing then)."""
+    if not stores_on_volume(spec):
+        return None
+    claim: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.store.size}},
+    }
+    if spec.store.storage_class_name:
+        claim["storageClassName"] = spec.store.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(owner, history_claim_name(owner.name), COMPONENT),
+        "spec": claim,
+    }
 
 
 def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
@@ -52,24 +100,30 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
         "KUBECHAT_FRONTEND_STORE": spec.store.url,
         "KUBECHAT_FRONTEND_RATE_LIMIT": str(spec.rate_limit.requests_per_minute),
         "KUBECHAT_FRONTEND_PORT": str(HTTP_PORT),
+        "KUBECHAT_FRONTEND_RETENTION_DAYS": str(spec.store.retention_days),
     }
     if spec.api_keys_secret_ref:
         env["KUBECHAT_FRONTEND_API_KEYS_FILE"] = f"{API_KEYS_DIR}/keys"
     return env
 
 
-def _secret_env(spec: ChatFrontendSpec) -> list[Manifest]:
+def _secret_env(owner: Resource, spec: ChatFrontendSpec) -> list[Manifest]:
     refs = (
         ("KUBECHAT_FRONTEND_STORE_PASSWORD", spec.store.password_secret_ref),
         ("KUBECHAT_FRONTEND_ADMIN_KEY", spec.admin_key_secret_ref),
-        ("KUBECHAT_FRONTEND_SECRET_KEY", spec.secret_key_secret_ref),
+        ("KUBECHAT_FRONTEND_SECRET_KEY", session_secret_ref(owner, spec)),
     )
     return [secret_env(name, ref.name, ref.key) for name, ref in refs if ref is not None]
 
 
 def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorConfig) -> Manifest:
     """The frontend Deployment; a checksum of its config in the pod template rolls the pods on change."""
-    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]
+    data_volume: Manifest = (
+        {"persistentVolumeClaim": {"claimName": history_claim_name(owner.name)}}
+        if stores_on_volume(spec)
+        else {"emptyDir": {}}
+    )
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "data", **data_volume}]
     mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": DATA_DIR}]
     if spec.api_keys_secret_ref:
         ref = spec.api_keys_secret_ref
@@ -93,7 +147,7 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
         "imagePullPolicy": spec.image_pull_policy,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": config_map_name(owner.name)}}],
-        "env": [*downward_env(), *_secret_env(spec)],
+        "env": [*downward_env(), *_secret_env(owner, spec)],
         "resources": resource_block(spec.resources.requests, spec.resources.limits),
         "livenessProbe": health_probe,
         "readinessProbe": {**health_probe, "periodSeconds": 5},
@@ -106,6 +160,9 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
         "metadata": metadata(owner, workload_name(owner), COMPONENT),
         "spec": {
             "replicas": spec.replicas,
+            # A ReadWriteOnce history volume attaches to one node: the old pod must let go before the new
+            # one starts (the CRD allows SQLite only with one replica).
+            "strategy": {"type": "Recreate"} if stores_on_volume(spec) else {"type": "RollingUpdate"},
             "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
             "template": {
                 "metadata": {
@@ -140,9 +197,10 @@ def build_service(owner: Resource, spec: ChatFrontendSpec) -> Manifest:
 def build_frontend_children(
     owner: Resource, spec: ChatFrontendSpec, config: OperatorConfig
 ) -> list[Manifest]:
-    """Every child of a ChatFrontend, config first."""
+    """Every child of a ChatFrontend, config first; the handler makes the random-keyed session Secret."""
     children = [
         env_config_map(owner, config_map_name(owner.name), COMPONENT, frontend_env(owner, spec)),
+        build_history_claim(owner, spec),
         build_deployment(owner, spec, config),
         build_service(owner, spec),
         horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling) if spec.autoscaling else None,

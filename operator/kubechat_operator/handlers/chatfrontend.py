@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+
+from kubernetes.client.rest import ApiException
+
 from kubechat_operator.builders import build_frontend_children
-from kubechat_operator.builders.chatfrontend import COMPONENT
+from kubechat_operator.builders.chatfrontend import COMPONENT, build_session_secret
 from kubechat_operator.builders.common import selector_string, workload_name
 from kubechat_operator.kube import Kube, Manifest
 from kubechat_operator.observe import frontend_blocker, observe_workload
@@ -26,6 +30,21 @@ def frontend_url(kube: Kube, owner: Resource, spec: ChatFrontendSpec) -> str:
     return f"http://{address}:{spec.service.port}" if address else "<pending load balancer>"
 
 
+def ensure_session_secret(kube: Kube, owner: Resource, spec: ChatFrontendSpec) -> None:
+    """Create the `<name>-session` Secret with a random key once, unless the spec names its own. It is never
+    rewritten (that would log every user out); created, not applied, so the operator needs only create
+    on Secrets (no read: 409 AlreadyExists means it is there). Deleting it makes the next reconcile create a
+    new key."""
+    if spec.secret_key_secret_ref is not None:
+        return
+    secret = build_session_secret(owner, secrets.token_urlsafe(48))
+    try:
+        kube.create(secret)
+    except ApiException as exc:
+        if exc.status != 409:  # it exists (made earlier, or by another replica a moment ago): keep it
+            raise
+
+
 def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -> Blocker | None:
     """Bring a ChatFrontend's children to the desired state and its status to what the cluster reports."""
     kube = runtime.kube
@@ -35,6 +54,7 @@ def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -
         ChatFrontendSpec, body, lambda spec: frontend_blocker(kube, owner.namespace, spec)
     )
     if spec is not None and blocker is None:
+        ensure_session_secret(kube, owner, spec)
         desired = build_frontend_children(owner, spec, runtime.config)
         optional = [("HorizontalPodAutoscaler", workload_name(owner))]
         blocker = reconcile_children(runtime, owner, previous, desired, trigger, optional)

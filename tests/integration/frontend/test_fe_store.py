@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 
 import pytest
+import redis
 
 from kubechat_frontend.store import Conversation, Message, open_store
 
@@ -74,3 +77,80 @@ def test_the_last_messages_can_be_read_alone_in_order(open_two):
     assert [m.content for m in first.messages("long", last=3)] == ["4", "5", "6"]
     assert first.messages("long", last=0) == []
     assert len(first.messages("long", last=50)) == 7
+
+
+def test_frontends_starting_together_on_a_fresh_database_migrate_it_once_without_a_race(store_config):
+    # Eight workers booting at once against an empty database: before migrations, two raced on CREATE TABLE
+    # (UniqueViolation on PostgreSQL) and the loser's gunicorn stopped.
+    barrier = threading.Barrier(8)
+    opened, failures = [], []
+
+    def boot():
+        barrier.wait()
+        try:
+            opened.append(open_store(store_config["STORE"], store_config["STORE_PASSWORD"]))
+        except Exception as error:  # noqa: BLE001 - the failure is what the test reports
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=boot) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert failures == []
+        opened[0].create_conversation(Conversation("one", owner="page", model="m"))
+        assert opened[-1].get_conversation("one") is not None
+    finally:
+        for store in opened:
+            store.close()
+
+
+def test_idle_conversations_expire_after_the_retention_period(store_config):
+    store = open_store(store_config["STORE"], store_config["STORE_PASSWORD"], retention_days=1)
+    try:
+        store.create_conversation(
+            Conversation("old", owner="page", model="m", created=time.time() - 3 * 86400)
+        )
+        store.create_conversation(Conversation("new", owner="page", model="m"))
+        store.add_messages("new", [Message("user", "still here")])
+        if store_config["STORE"].startswith("redis"):
+            # Redis forgets by itself: every key of a conversation carries the retention as its TTL.
+            client = redis.Redis.from_url(store_config["STORE"], password=store_config["STORE_PASSWORD"])
+            ttls = [client.ttl(key) for key in client.keys("kubechat:*:new")]
+            client.close()
+            assert len(ttls) == 2 and all(86000 < ttl <= 86400 for ttl in ttls)
+        else:
+            assert store.expire_idle(time.time() - 86400) == 1
+            assert store.get_conversation("old") is None
+        assert [m.content for m in store.messages("new")] == ["still here"]
+    finally:
+        store.close()
+
+
+def test_a_database_made_before_migrations_is_adopted_with_its_history(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    with sqlite3.connect(f"{tmp_path}/old.db") as conn:  # the schema frontends made at boot until now
+        conn.executescript(LEGACY_SCHEMA)
+        conn.execute("INSERT INTO conversations VALUES ('kept', 'page', 'm', '', 1.0)")
+        conn.execute("INSERT INTO messages (conversation_id, role, content, pod, node, model, created)"
+                     " VALUES ('kept', 'user', 'hello', '', '', '', 1.0)")  # fmt: skip
+    store = open_store(url)
+    try:
+        assert [m.content for m in store.messages("kept")] == ["hello"]
+        store.add_messages("kept", [Message("assistant", "hi")])
+        assert len(store.messages("kept")) == 2
+    finally:
+        store.close()
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE conversations (id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT NOT NULL,
+    persona TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
+CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE, role TEXT NOT NULL,
+    content TEXT NOT NULL, pod TEXT NOT NULL, node TEXT NOT NULL, model TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL);
+CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+CREATE TABLE rate_counters (name TEXT PRIMARY KEY, count INTEGER NOT NULL, expires DOUBLE PRECISION NOT NULL);
+"""

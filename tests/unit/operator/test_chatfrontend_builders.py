@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from kubechat_operator.builders import build_frontend_children
+from kubechat_operator.builders.chatfrontend import build_session_secret
 from kubechat_operator.builders.common import CHECKSUM_ANNOTATION
 from kubechat_operator.config import OperatorConfig
 from kubechat_operator.spec import ChatFrontendSpec, Resource
@@ -73,7 +75,6 @@ def test_secrets_reach_the_pod_as_env_and_a_keys_file(
     env = {e["name"]: e.get("valueFrom") for e in pod["containers"][0]["env"]}
     assert env["KUBECHAT_FRONTEND_STORE_PASSWORD"] == {"secretKeyRef": {"name": "redis", "key": "password"}}
     assert env["KUBECHAT_FRONTEND_ADMIN_KEY"] == {"secretKeyRef": {"name": "admin", "key": "admin-key"}}
-    assert "KUBECHAT_FRONTEND_SECRET_KEY" not in env
     keys = next(v for v in pod["volumes"] if v["name"] == "api-keys")
     assert keys["secret"] == {"secretName": "keys", "items": [{"key": "keys", "path": "keys"}]}
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
@@ -105,3 +106,46 @@ def test_autoscaling_adds_an_hpa(frontend_owner: Resource, config: OperatorConfi
     children = _children(frontend_owner, config, {**SPEC, "autoscaling": {"maxReplicas": 3}})
     assert children["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["kind"] == "ChatFrontend"
     assert "HorizontalPodAutoscaler" not in _children(frontend_owner, config, SPEC)
+
+
+def _container_env(children: dict) -> dict:
+    container = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("valueFrom") for e in container["env"]}
+
+
+def test_without_a_named_secret_key_every_pod_signs_with_the_operators_session_secret(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    env = _container_env(_children(frontend_owner, config, SPEC))
+    assert env["KUBECHAT_FRONTEND_SECRET_KEY"] == {
+        "secretKeyRef": {"name": f"{frontend_owner.name}-session", "key": "secret-key"}
+    }
+    secret = build_session_secret(frontend_owner, "k3y")
+    assert secret["metadata"]["name"] == f"{frontend_owner.name}-session"
+    assert base64.b64decode(secret["data"]["secret-key"]) == b"k3y"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == frontend_owner.uid
+
+
+def test_a_named_secret_key_is_used_as_is(frontend_owner: Resource, config: OperatorConfig) -> None:
+    spec = {**SPEC, "secretKeySecretRef": {"name": "mine", "key": "k"}}
+    env = _container_env(_children(frontend_owner, config, spec))
+    assert env["KUBECHAT_FRONTEND_SECRET_KEY"] == {"secretKeyRef": {"name": "mine", "key": "k"}}
+
+
+def test_sqlite_history_lives_on_a_claim_and_pods_are_recreated_not_overlapped(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    children = _children(frontend_owner, config, {"models": [{"name": "a"}], "store": {"size": "2Gi"}})
+    claim = children["PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == f"{frontend_owner.name}-history"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    deployment = children["Deployment"]["spec"]
+    volumes = {v["name"]: v for v in deployment["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+    assert deployment["strategy"] == {"type": "Recreate"}
+
+
+def test_shared_stores_need_no_claim_and_roll_pods(frontend_owner: Resource, config: OperatorConfig) -> None:
+    children = _children(frontend_owner, config, SPEC)
+    assert "PersistentVolumeClaim" not in children
+    assert children["Deployment"]["spec"]["strategy"] == {"type": "RollingUpdate"}
