@@ -136,10 +136,13 @@ class ModelService:
             logprobs=2,
         )
         items = [WorkItem(built.input_ids, greedy), WorkItem(built.input_ids, sampled)]
-        for request in self.engine.submit_many(items, self.config.request_timeout_s):
-            finished = await request.result()
-            if finished.reason not in ("stop", "length"):
-                raise RuntimeError(f"warm-up generation ended with {finished.reason}: {finished.error}")
+        # Together when the queue holds two (a mixed batch), else one after the other.
+        groups = [items] if self.config.max_queue >= len(items) else [[item] for item in items]
+        for group in groups:
+            for request in self.engine.submit_many(group, self.config.request_timeout_s):
+                finished = await request.result()
+                if finished.reason not in ("stop", "length"):
+                    raise RuntimeError(f"warm-up generation ended with {finished.reason}: {finished.error}")
 
     def _config_defaults(self, model: SamplingParams) -> SamplingParams:
         """The ChatModel's settings over the model's own defaults."""
