@@ -17,6 +17,8 @@ from kubechat_frontend.api.openai import bp as openai_bp
 from kubechat_frontend.auth import KeyRing
 from kubechat_frontend.chat import bp as chat_bp
 from kubechat_frontend.config import load_settings
+from kubechat_frontend.gateway import bp as gateway_bp
+from kubechat_frontend.gateway import users  # noqa: F401 - adds POST /users/ to the gateway blueprint
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import open_store
 from kubechat_frontend.upstream import ModelClient
@@ -71,8 +73,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(chat_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(openai_bp)
+    app.register_blueprint(gateway_bp)
     app.register_blueprint(health.bp)
     # Programs authenticate with keys, not cookies, so CSRF does not apply to them.
     csrf.exempt(api_bp)
     csrf.exempt(openai_bp)
+    csrf.exempt(gateway_bp)
     return app

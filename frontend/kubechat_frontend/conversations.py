@@ -14,6 +14,7 @@ from typing import Any
 from flask import Response
 
 from kubechat_frontend.errors import ApiError
+from kubechat_frontend.scratchpad import ScratchpadFilter
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import Conversation, Message
 from kubechat_frontend.text import clean_text
@@ -71,8 +72,16 @@ class Turn:
     and the client can send the same message again."""
 
     def __init__(
-        self, services: Services, conversation: Conversation, text: str, *, stream: bool = True
+        self,
+        services: Services,
+        conversation: Conversation,
+        text: str,
+        *,
+        stream: bool = True,
+        model: str | None = None,
+        persona: dict[str, Any] | None = None,
     ) -> None:
+        """`model` and `persona` override the conversation's (the seed gateway names them per request)."""
         self.conversation = conversation
         self._store = services.store
         self._save_retries = services.settings["SAVE_RETRIES"]
@@ -82,10 +91,13 @@ class Turn:
         prompt = [{"role": m.role, "content": m.content} for m in history] + [
             {"role": "user", "content": text}
         ]
-        persona = services.personas.get(conversation.persona)
+        persona = persona or services.personas.get(conversation.persona)
+        # A scratchpad persona thinks in the open; what it thinks is cut before anyone sees or saves it.
+        self._pad = ScratchpadFilter() if persona and persona.get("scratchpad") else None
+        model = model or conversation.model
         self._started = time.perf_counter()
-        self._stream: ChatStream = services.models.chat(conversation.model, prompt, persona, stream=stream)
-        self.origin = Origin("", "", conversation.model)
+        self._stream: ChatStream = services.models.chat(model, prompt, persona, stream=stream)
+        self.origin = Origin("", "", model)
         # The model server's own share of the turn: from sending the request to its last byte.
         self.upstream_ms: float | None = None
 
@@ -95,11 +107,17 @@ class Turn:
         try:
             for event in self._stream:
                 if isinstance(event, Origin):
-                    self.origin = Origin(event.pod, event.node, event.model or self.conversation.model)
+                    self.origin = Origin(event.pod, event.node, event.model or self.origin.model)
                     yield self.origin
                 else:
-                    parts.append(event.text)
-                    yield event
+                    shown = self._pad.feed(event.text) if self._pad else event.text
+                    if shown:
+                        parts.append(shown)
+                        yield Delta(shown)
+            tail = self._pad.end() if self._pad else ""
+            if tail:
+                parts.append(tail)
+                yield Delta(tail)
         except GeneratorExit:
             stopped = True  # by the user: keep what they saw
             raise

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from kubechat_frontend.store import Conversation, Message, open_store
+from kubechat_frontend.store import Conversation, DuplicateError, Message, Npc, User, open_store
 
 
 @pytest.fixture
@@ -154,3 +154,18 @@ CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
 CREATE TABLE rate_counters (name TEXT PRIMARY KEY, count INTEGER NOT NULL, expires DOUBLE PRECISION NOT NULL);
 """
+
+
+def test_gateway_users_and_npcs_are_shared_and_a_taken_name_or_key_is_refused(open_two):
+    first, second = open_two
+    first.create_user(User("alice", "scrypt$hash", "digest-a"))
+    assert second.user_by_key("digest-a") == User("alice", "scrypt$hash", "digest-a")
+    assert second.user_by_key("digest-unknown") is None
+    with pytest.raises(DuplicateError):
+        second.create_user(User("alice", "x", "digest-b"))  # the name is taken
+    with pytest.raises(DuplicateError):
+        second.create_user(User("bob", "x", "digest-a"))  # the key is taken
+    second.create_user(User("bob", "x", "digest-b"))
+    first.save_npc(Npc("npc-1", "a knight", "London", True))
+    assert second.get_npc("npc-1") == Npc("npc-1", "a knight", "London", True)
+    assert second.get_npc("npc-2") is None
