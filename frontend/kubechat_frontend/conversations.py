@@ -92,8 +92,9 @@ class Turn:
             {"role": "user", "content": text}
         ]
         persona = persona or services.personas.get(conversation.persona)
-        # A scratchpad persona thinks in the open; what it thinks is cut before anyone sees or saves it.
-        self._pad = ScratchpadFilter() if persona and persona.get("scratchpad") else None
+        # A scratchpad persona (the frontend's, or its ChatModel's own) thinks in the open: what it thinks is
+        # cut before anyone sees or saves it.
+        self._pad = ScratchpadFilter()
         model = model or conversation.model
         self._started = time.perf_counter()
         self._stream: ChatStream = services.models.chat(model, prompt, persona, stream=stream)
@@ -110,11 +111,11 @@ class Turn:
                     self.origin = Origin(event.pod, event.node, event.model or self.origin.model)
                     yield self.origin
                 else:
-                    shown = self._pad.feed(event.text) if self._pad else event.text
+                    shown = self._pad.feed(event.text)
                     if shown:
                         parts.append(shown)
                         yield Delta(shown)
-            tail = self._pad.end() if self._pad else ""
+            tail = self._pad.end()
             if tail:
                 parts.append(tail)
                 yield Delta(tail)

@@ -152,3 +152,29 @@ def test_a_scratchpad_npcs_reasoning_never_reaches_the_user_or_the_history(tmp_p
             history = httpx.get(f"{frontend.url}/chat/{user['api_key']}/c1/history", headers=admin).json()
     assert answer["response"] == "Four and twenty, sire!"
     assert "flatter" not in json.dumps(history) and "scratchpad" not in json.dumps(history)
+
+
+# The VirtualAssistant seed's README lines (its `localhost:8000` becomes this test's frontend).
+ASK = "curl localhost:8000/ --header 'Content-Type: text/plain' --data-raw 'Who are you and what do you do?'"
+HEALTH = "curl localhost:8000/health"
+
+
+def test_the_virtual_assistant_seeds_curl_lines_answer_in_plain_text(model_server, tmp_path):
+    # As the seed runs: no keys configured (the API is then open, limited per client IP).
+    models = [{"name": model_server.name, "url": model_server.url}]
+    settings = {"STORE": f"sqlite:///{tmp_path}/h.db", "MODELS": models, "SECRET_KEY": "s"}
+    with run_frontend(settings, tmp_path / "frontend.log") as frontend:
+        port = frontend.url.rsplit(":", 1)[1]
+        answers = {}
+        for line in (ASK, HEALTH):
+            command = line.replace("localhost:8000", f"127.0.0.1:{port}") + " -s -D /dev/stderr"
+            answers[line] = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, timeout=120
+            )
+        refused = httpx.post(frontend.url + "/", content=b"{}", headers={"Content-Type": "application/json"})
+    asked = answers[ASK]
+    assert " 200 " in asked.stderr.splitlines()[0], asked.stderr
+    assert "content-type: text/plain" in asked.stderr.lower()
+    assert asked.stdout.endswith("\n") and not asked.stdout.lstrip().startswith("{")
+    assert json.loads(answers[HEALTH].stdout)["status"] == "ok"
+    assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
