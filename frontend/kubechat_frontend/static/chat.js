@@ -97,7 +97,12 @@
     if (error.code === "model_removed") {
       // Retrying cannot help: this conversation's model is gone. Start a new chat with an offered one.
       retry.textContent = "New chat";
-      retry.addEventListener("click", () => { newChat.dataset.hasMessages = "false"; newChat.requestSubmit(); });
+      // This page may list models from before the change: leave the choice to the server (its default).
+      retry.addEventListener("click", () => {
+        newChat.dataset.hasMessages = "false";
+        newChat.querySelector('select[name="model"]').disabled = true;
+        newChat.requestSubmit();
+      });
     } else {
       retry.textContent = "Retry";
       retry.addEventListener("click", () => { message.remove(); send(text, false); });
