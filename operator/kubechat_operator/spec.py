@@ -207,6 +207,7 @@ class ChatFrontendSpec(_Spec):
     admin_key_secret_ref: AdminKeyRef | None = None
     secret_key_secret_ref: SessionSecretRef | None = None
     rate_limit: RateLimit = RateLimit()
+    trusted_proxies: int = 0
     autoscaling: Autoscaling | None = None
 
     @property

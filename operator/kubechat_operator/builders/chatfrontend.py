@@ -99,6 +99,7 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
         "KUBECHAT_FRONTEND_RATE_LIMIT": str(spec.rate_limit.requests_per_minute),
         "KUBECHAT_FRONTEND_PORT": str(HTTP_PORT),
         "KUBECHAT_FRONTEND_RETENTION_DAYS": str(spec.store.retention_days),
+        "KUBECHAT_FRONTEND_TRUSTED_PROXIES": str(spec.trusted_proxies),
     }
     if spec.api_keys_secret_ref:
         env["KUBECHAT_FRONTEND_API_KEYS_FILE"] = f"{API_KEYS_DIR}/keys"
