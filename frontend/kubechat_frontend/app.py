@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from kubechat_frontend import errors, health, logs, security
+from kubechat_frontend import errors, health, logs, metrics, security
 from kubechat_frontend.api import bp as api_bp
 from kubechat_frontend.api.openai import bp as openai_bp
 from kubechat_frontend.assistant import bp as assistant_bp
@@ -77,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(gateway_bp)
     app.register_blueprint(assistant_bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     # Programs authenticate with keys, not cookies, so CSRF does not apply to them.
     csrf.exempt(api_bp)
     csrf.exempt(openai_bp)

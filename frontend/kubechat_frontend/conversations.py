@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Response
 
+from kubechat_frontend import metrics
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.scratchpad import ScratchpadFilter
 from kubechat_frontend.services import Services
@@ -96,7 +97,7 @@ class Turn:
         # cut before anyone sees or saves it.
         self._pad = ScratchpadFilter()
         model = model or conversation.model
-        self._started = time.perf_counter()
+        self.started = time.perf_counter()
         self._stream: ChatStream = services.models.chat(model, prompt, persona, stream=stream)
         self.origin = Origin("", "", model)
         # The model server's own share of the turn: from sending the request to its last byte.
@@ -123,7 +124,8 @@ class Turn:
             stopped = True  # by the user: keep what they saw
             raise
         finally:
-            self.upstream_ms = round((time.perf_counter() - self._started) * 1000, 2)
+            self.upstream_ms = round((time.perf_counter() - self.started) * 1000, 2)
+            metrics.UPSTREAM.observe(self.upstream_ms / 1000)
             self._stream.close()
             if stopped and parts:
                 self._save("".join(parts))
@@ -175,6 +177,8 @@ def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
     """The turn as server-sent events: `meta` (conversation, pod, node, model), `delta`s, then `done` or
     `error`. `log` is the request's log entry, which learns the answering pod."""
     events = turn.events()
+    metrics.OPEN_STREAMS.inc()
+    first = True
     try:
         for event in events:
             if isinstance(event, Origin):
@@ -187,12 +191,16 @@ def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
                 log["saved"] = False
                 yield sse({"type": "notice", "code": "history_not_saved", "message": event.message})
             else:
+                if first:
+                    first = False
+                    metrics.FIRST_TOKEN.observe(time.perf_counter() - turn.started)
                 yield sse({"type": "delta", "text": event.text})
         yield sse({"type": "done"})
     except ApiError as error:
         log["stream_error"] = error.code
         yield sse({"type": "error", "status": error.status, **error.to_dict()["error"]})
     finally:
+        metrics.OPEN_STREAMS.dec()
         events.close()  # at once, not when garbage is collected: a stopped answer is saved right away
         log["upstream_ms"] = turn.upstream_ms
 

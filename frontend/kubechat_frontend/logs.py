@@ -15,9 +15,11 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from kubechat_frontend import metrics
+
 access_log = logging.getLogger("kubechat_frontend.access")
 
-QUIET_PATHS = {"/health", "/readyz", "/favicon.ico"}
+QUIET_PATHS = {"/health", "/readyz", "/favicon.ico", "/metrics"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -75,6 +77,8 @@ def init_app(app: Flask) -> None:
     def _finish(response: Response) -> Response:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
         if request.path in QUIET_PATHS or request.path.startswith("/static/"):
             return response  # probes and assets would drown the lines that matter
         if "log_fields" not in g:
