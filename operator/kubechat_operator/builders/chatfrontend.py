@@ -59,8 +59,8 @@ def build_session_secret(owner: Resource, secret_key: str) -> Manifest:
 
 def stores_on_volume(spec: ChatFrontendSpec) -> bool:
     """SQLite keeps history in a file on the pod's /data volume, which is then a PVC (a pod restart, a
-    reschedule or a rollout keeps every conversation)."""
-    return spec.store.url.startswith("sqlite:")
+    reschedule or a rollout keeps every conversation) unless the spec asks for a throwaway emptyDir."""
+    return spec.store.url.startswith("sqlite:") and spec.store.volume == "PersistentVolumeClaim"
 
 
 def build_history_claim(owner: Resource, spec: ChatFrontendSpec) -> Manifest | None:

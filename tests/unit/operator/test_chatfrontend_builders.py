@@ -162,3 +162,13 @@ def test_trusted_proxy_hops_and_retention_reach_the_frontend(
         "2",
         "30",
     )
+
+
+def test_a_throwaway_sqlite_store_uses_an_empty_dir_and_no_claim(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    spec = {"models": [{"name": "a"}], "store": {"volume": "EmptyDir"}}
+    children = _children(frontend_owner, config, spec)
+    assert "PersistentVolumeClaim" not in children
+    volumes = {v["name"]: v for v in children["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
