@@ -20,7 +20,8 @@ ANSWER = ".message.assistant:not(.greeting)"
 
 @pytest.fixture(scope="module")
 def model_server() -> Iterator[ServedModel]:
-    with served_model("llama", "llama") as server:
+    # Answers of up to 120 tokens: long enough to still be streaming when the reader scrolls up.
+    with served_model("llama", "llama", KUBECHAT_MAX_NEW_TOKENS="120") as server:
         yield server
 
 
@@ -54,6 +55,24 @@ def test_twenty_page_sends_on_the_default_worker_count_are_none_refused(browser,
         browser.refresh()  # and all twenty turns were kept, whichever worker served each
         bubbles = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")]
         assert bubbles == [f"question number {i}" for i in range(20)]
+
+        # Reading back while an answer streams: the page does not pull the reader down to it, and the finished
+        # answer is announced once to screen readers (not the page's every streamed change).
+        done_before = len(browser.find_elements(By.CSS_SELECTOR, ANSWER + ".done"))
+        browser.find_element(By.ID, "prompt").send_keys("one more", Keys.ENTER)
+        # (instant: the page scrolls smoothly, and a smooth scroll still under way would carry on)
+        browser.execute_script(
+            "document.getElementById('conversation').scrollTo({top: 0, behavior: 'instant'})"
+        )
+        WebDriverWait(browser, 60).until(
+            lambda b: len(b.find_elements(By.CSS_SELECTOR, ANSWER + ".done")) > done_before
+        )
+        assert browser.execute_script("return document.getElementById('conversation').scrollTop") < 100
+        last = browser.find_elements(By.CSS_SELECTOR, ANSWER + " .bubble")[-1].text
+        announced = browser.find_element(By.ID, "announcer")
+        assert announced.get_attribute("aria-live") == "polite"
+        assert announced.get_attribute("textContent").split() == last.split()
+        assert browser.find_element(By.ID, "conversation").get_attribute("aria-live") is None
 
 
 def test_a_removed_model_is_named_and_the_page_offers_a_new_chat(browser, model_server, tmp_path):
