@@ -86,8 +86,9 @@ class SqlStore:
             (conversations.c.updated.is_(None)) & (conversations.c.created < before),
         )
         with self.engine.begin() as conn:
-            ids = select(conversations.c.id).where(idle).scalar_subquery()
-            conn.execute(delete(messages).where(messages.c.conversation_id.in_(ids)))
+            conn.execute(
+                delete(messages).where(messages.c.conversation_id.in_(select(conversations.c.id).where(idle)))
+            )
             return conn.execute(delete(conversations).where(idle)).rowcount
 
     def hit(self, name: str, window_s: int) -> Hit:

@@ -109,9 +109,10 @@ def test_frontends_starting_together_on_a_fresh_database_migrate_it_once_without
 def test_idle_conversations_expire_after_the_retention_period(store_config):
     store = open_store(store_config["STORE"], store_config["STORE_PASSWORD"], retention_days=1)
     try:
-        store.create_conversation(
-            Conversation("old", owner="page", model="m", created=time.time() - 3 * 86400)
-        )
+        for old in ("old", "older"):
+            store.create_conversation(
+                Conversation(old, owner="page", model="m", created=time.time() - 3 * 86400)
+            )
         store.create_conversation(Conversation("new", owner="page", model="m"))
         store.add_messages("new", [Message("user", "still here")])
         if store_config["STORE"].startswith("redis"):
@@ -121,8 +122,8 @@ def test_idle_conversations_expire_after_the_retention_period(store_config):
             client.close()
             assert len(ttls) == 2 and all(86000 < ttl <= 86400 for ttl in ttls)
         else:
-            assert store.expire_idle(time.time() - 86400) == 1
-            assert store.get_conversation("old") is None
+            assert store.expire_idle(time.time() - 86400) == 2
+            assert store.get_conversation("old") is None and store.get_conversation("older") is None
         assert [m.content for m in store.messages("new")] == ["still here"]
     finally:
         store.close()
