@@ -11,12 +11,15 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from kubechat_frontend import errors, health, logs, security
+from kubechat_frontend import errors, health, logs, metrics, security
 from kubechat_frontend.api import bp as api_bp
 from kubechat_frontend.api.openai import bp as openai_bp
+from kubechat_frontend.assistant import bp as assistant_bp
 from kubechat_frontend.auth import KeyRing
 from kubechat_frontend.chat import bp as chat_bp
 from kubechat_frontend.config import load_settings
+from kubechat_frontend.gateway import bp as gateway_bp
+from kubechat_frontend.gateway import users  # noqa: F401 - adds POST /users/ to the gateway blueprint
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import open_store
 from kubechat_frontend.upstream import ModelClient
@@ -71,8 +74,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(chat_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(openai_bp)
+    app.register_blueprint(gateway_bp)
+    app.register_blueprint(assistant_bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     # Programs authenticate with keys, not cookies, so CSRF does not apply to them.
     csrf.exempt(api_bp)
     csrf.exempt(openai_bp)
+    csrf.exempt(gateway_bp)
+    csrf.exempt(assistant_bp)  # no cookie is read: a cross-site post gains nothing a direct one lacks
     return app

@@ -56,6 +56,10 @@ class KeyRing:
             self._digests = [digest(k) for k in keys if k and not k.startswith("#")]
             self._mtime = mtime
 
+    def is_admin(self, key: str) -> bool:
+        """Whether `key` is the admin key (compared in constant time)."""
+        return self._admin is not None and hmac.compare_digest(digest(key), self._admin)
+
     @property
     def required(self) -> bool:
         """Keys are required once any key is configured; without any, the API is open (per-IP limits)."""

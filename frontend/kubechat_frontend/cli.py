@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,20 +173,34 @@ def shared_key_problem(environ: dict[str, str] | os._Environ[str]) -> str:
     return ""
 
 
+def _forget_worker_metrics(_server: Any, worker: Any) -> None:
+    """A worker that exits leaves its live gauges (open streams) behind unless marked dead."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def serve() -> None:
     """`kubechat-frontend`: run the frontend under gunicorn with threads, so many answers stream at once."""
     import logging
 
-    from gunicorn.app.base import BaseApplication
-
-    from kubechat_frontend.app import create_app
-    from kubechat_frontend.logs import configure_logging
-
     problem = shared_key_problem(os.environ)
     if problem:
+        from kubechat_frontend.logs import configure_logging
+
         configure_logging()
         logging.getLogger("kubechat_frontend").error(problem)
         raise SystemExit(2)
+
+    # Workers share their metrics through files here (on the pod's /tmp); set before prometheus_client is
+    # imported, which picks its multiprocess mode then.
+    metrics_dir = ""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kubechat-metrics-")
+
+    from gunicorn.app.base import BaseApplication
+
+    from kubechat_frontend.app import create_app
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -204,6 +220,8 @@ def serve() -> None:
                 # gunicorn's runtime-control socket has one fixed path per user: replicas on one host (and
                 # read-only container filesystems) would collide on it, and nothing here uses it.
                 "control_socket_disable": True,
+                "child_exit": _forget_worker_metrics,
+                "on_exit": lambda _server: metrics_dir and shutil.rmtree(metrics_dir, ignore_errors=True),
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)

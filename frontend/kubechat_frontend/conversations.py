@@ -13,7 +13,9 @@ from typing import Any
 
 from flask import Response
 
+from kubechat_frontend import metrics
 from kubechat_frontend.errors import ApiError
+from kubechat_frontend.scratchpad import ScratchpadFilter
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import Conversation, Message
 from kubechat_frontend.text import clean_text
@@ -71,8 +73,16 @@ class Turn:
     and the client can send the same message again."""
 
     def __init__(
-        self, services: Services, conversation: Conversation, text: str, *, stream: bool = True
+        self,
+        services: Services,
+        conversation: Conversation,
+        text: str,
+        *,
+        stream: bool = True,
+        model: str | None = None,
+        persona: dict[str, Any] | None = None,
     ) -> None:
+        """`model` and `persona` override the conversation's (the seed gateway names them per request)."""
         self.conversation = conversation
         self._store = services.store
         self._save_retries = services.settings["SAVE_RETRIES"]
@@ -82,10 +92,14 @@ class Turn:
         prompt = [{"role": m.role, "content": m.content} for m in history] + [
             {"role": "user", "content": text}
         ]
-        persona = services.personas.get(conversation.persona)
-        self._started = time.perf_counter()
-        self._stream: ChatStream = services.models.chat(conversation.model, prompt, persona, stream=stream)
-        self.origin = Origin("", "", conversation.model)
+        persona = persona or services.personas.get(conversation.persona)
+        # A scratchpad persona (the frontend's, or its ChatModel's own) thinks in the open: what it thinks is
+        # cut before anyone sees or saves it.
+        self._pad = ScratchpadFilter()
+        model = model or conversation.model
+        self.started = time.perf_counter()
+        self._stream: ChatStream = services.models.chat(model, prompt, persona, stream=stream)
+        self.origin = Origin("", "", model)
         # The model server's own share of the turn: from sending the request to its last byte.
         self.upstream_ms: float | None = None
 
@@ -95,16 +109,23 @@ class Turn:
         try:
             for event in self._stream:
                 if isinstance(event, Origin):
-                    self.origin = Origin(event.pod, event.node, event.model or self.conversation.model)
+                    self.origin = Origin(event.pod, event.node, event.model or self.origin.model)
                     yield self.origin
                 else:
-                    parts.append(event.text)
-                    yield event
+                    shown = self._pad.feed(event.text)
+                    if shown:
+                        parts.append(shown)
+                        yield Delta(shown)
+            tail = self._pad.end()
+            if tail:
+                parts.append(tail)
+                yield Delta(tail)
         except GeneratorExit:
             stopped = True  # by the user: keep what they saw
             raise
         finally:
-            self.upstream_ms = round((time.perf_counter() - self._started) * 1000, 2)
+            self.upstream_ms = round((time.perf_counter() - self.started) * 1000, 2)
+            metrics.UPSTREAM.observe(self.upstream_ms / 1000)
             self._stream.close()
             if stopped and parts:
                 self._save("".join(parts))
@@ -156,6 +177,8 @@ def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
     """The turn as server-sent events: `meta` (conversation, pod, node, model), `delta`s, then `done` or
     `error`. `log` is the request's log entry, which learns the answering pod."""
     events = turn.events()
+    metrics.OPEN_STREAMS.inc()
+    first = True
     try:
         for event in events:
             if isinstance(event, Origin):
@@ -168,12 +191,16 @@ def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
                 log["saved"] = False
                 yield sse({"type": "notice", "code": "history_not_saved", "message": event.message})
             else:
+                if first:
+                    first = False
+                    metrics.FIRST_TOKEN.observe(time.perf_counter() - turn.started)
                 yield sse({"type": "delta", "text": event.text})
         yield sse({"type": "done"})
     except ApiError as error:
         log["stream_error"] = error.code
         yield sse({"type": "error", "status": error.status, **error.to_dict()["error"]})
     finally:
+        metrics.OPEN_STREAMS.dec()
         events.close()  # at once, not when garbage is collected: a stopped answer is saved right away
         log["upstream_ms"] = turn.upstream_ms
 

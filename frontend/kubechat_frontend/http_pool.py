@@ -103,9 +103,11 @@ class ConnectionPool:
                 return
         connection.close()
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> UpstreamResponse:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> UpstreamResponse:
         """Send a request; raises one of `TransportError` when the server cannot be reached."""
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
         while True:
             connection, reused = self._connection()
             try:

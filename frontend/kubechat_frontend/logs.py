@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
 
+from kubechat_frontend import metrics
+
 access_log = logging.getLogger("kubechat_frontend.access")
 
-QUIET_PATHS = {"/health", "/readyz", "/favicon.ico"}
+QUIET_PATHS = {"/health", "/readyz", "/favicon.ico", "/metrics"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,6 +47,15 @@ def configure_logging() -> None:
         logger.propagate = False
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(presented: str) -> str:
+    """The client's (or proxy's) X-Request-ID when it is a sane token, else a new one: it is echoed into logs
+    and headers, so anything else (newlines, megabytes) is replaced, not trusted."""
+    return presented if _REQUEST_ID.fullmatch(presented) else uuid.uuid4().hex
+
+
 def log_fields() -> dict[str, Any]:
     """This request's log entry; views (and the streams they return) add fields such as `model`, `pod`."""
     return g.log_fields
@@ -54,10 +67,18 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.log_fields = {"method": request.method, "path": request.path, "ip": request.remote_addr}
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
+        g.log_fields = {
+            "method": request.method, "path": request.path, "ip": request.remote_addr,
+            "request_id": g.request_id,
+        }  # fmt: skip
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
         if request.path in QUIET_PATHS or request.path.startswith("/static/"):
             return response  # probes and assets would drown the lines that matter
         if "log_fields" not in g:

@@ -1,4 +1,10 @@
-"""Per-caller request limits, counted in the shared store so that every replica enforces the same budget."""
+"""Per-caller request limits, counted in the shared store so that every replica enforces the same budget.
+
+Why not Flask-Limiter: its storages are memory, Redis, Memcached and MongoDB; with the SQL stores (the
+default SQLite, and PostgreSQL) it would count per worker process, so 2 workers x N replicas would let a
+caller through 2N times the limit. One atomic upsert / INCR in the store the frontend already has is the
+whole limiter (one fixed window), tested across replicas in tests/integration/frontend/test_fe_store.py.
+"""
 
 from __future__ import annotations
 

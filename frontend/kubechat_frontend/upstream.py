@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flask import g, has_request_context
+
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.http_pool import ConnectionPool, TransportError, UpstreamResponse
 from kubechat_frontend.text import clean_text
@@ -151,7 +153,10 @@ class ModelClient:
             raise model_removed(model)
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
-            response = self._pools[model].request("POST", path, content)
+            # The caller's request id travels on, so one id finds the request in both services' logs.
+            request_id = g.get("request_id", "") if has_request_context() else ""
+            headers = {"X-Request-ID": request_id} if request_id else {}
+            response = self._pools[model].request("POST", path, content, headers)
             if response.status_code >= 400:
                 try:
                     response.read()

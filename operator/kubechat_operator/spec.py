@@ -189,6 +189,7 @@ class FrontendService(_Spec):
 class Store(_Spec):
     url: str = "sqlite:////data/history.db"
     password_secret_ref: PasswordRef | None = None
+    volume: Literal["PersistentVolumeClaim", "EmptyDir"] = "PersistentVolumeClaim"  # SQLite's /data
     size: str = "1Gi"  # the SQLite history PVC
     storage_class_name: str | None = None
     retention_days: int = 0  # conversations idle longer are deleted; 0 keeps them
@@ -215,6 +216,7 @@ class ChatFrontendSpec(_Spec):
     admin_key_secret_ref: AdminKeyRef | None = None
     secret_key_secret_ref: SessionSecretRef | None = None
     rate_limit: RateLimit = RateLimit()
+    trusted_proxies: int = 0
     autoscaling: Autoscaling | None = None
 
     @property

@@ -73,6 +73,9 @@ def test_database_restart_mid_conversation_fails_cleanly_then_recovers_losing_no
                 assert str(database.port) not in error["message"]  # driver details stay in the log
             assert failed_s < 10, f"a request took {failed_s:.1f} s to fail"
             assert httpx.get(frontend.url + "/health", timeout=5).status_code == 200
+            readiness = httpx.get(frontend.url + "/readyz", timeout=30)
+            assert readiness.status_code == 503
+            assert readiness.json()["store"] == "unavailable"  # the driver's error stays in the log
             time.sleep(OUTAGE_S)
 
             database.start()

@@ -106,3 +106,60 @@ def test_generated_api_requests_never_get_a_500_and_errors_are_json(frontend) ->
     print(f"{len(sent)} generated cases, {3 * len(sent)} requests")
     assert not bad, "\n".join(bad[:20])
     assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+
+
+GATEWAY_REQUESTS = st.one_of(
+    st.tuples(
+        st.just("/create_npc/"),
+        maybe({"char_descr": ANY_JSON, "world_descr": ANY_JSON, "has_scratchpad": ANY_JSON}),
+    ),
+    st.tuples(
+        st.just("/chat_npc/"),
+        maybe({"chat_id": ANY_JSON, "npc_id": ANY_JSON, "message": ANY_JSON, "model": ANY_JSON}),
+    ),
+    st.tuples(st.just("/users/"), maybe({"username": ANY_JSON, "password": ANY_JSON, "api_key": ANY_JSON})),
+    st.tuples(st.sampled_from(["/create_npc/", "/chat_npc/", "/users/"]), ANY_JSON),
+)
+
+
+def test_generated_seed_gateway_requests_never_get_a_500_and_errors_are_json(frontend) -> None:
+    url, keys, model = frontend
+    admin = {"Authorization": keys.admin_key}  # raw, as the seed sends it
+    user = httpx.post(
+        f"{url}/users/", json={"username": "hostile", "password": "long enough"}, headers=admin, timeout=30
+    ).json()
+    npc = httpx.post(
+        f"{url}/create_npc/",
+        json={"char_descr": "a guard", "world_descr": "a gate", "has_scratchpad": False},
+        headers={"Authorization": user["api_key"]},
+        timeout=30,
+    ).json()["npc_id"]
+    bad: list[str] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+
+        @given(request=GATEWAY_REQUESTS, as_admin=st.booleans(), chat_id=ODD_TEXT, use_npc=st.booleans())
+        @settings(
+            max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def send(request, as_admin, chat_id, use_npc) -> None:
+            path, body = request
+            if use_npc and isinstance(body, dict) and path == "/chat_npc/":
+                body = {**body, "npc_id": npc, "model": model.name}
+            headers = admin if as_admin else {"Authorization": user["api_key"]}
+            chat = quote(chat_id, safe="")
+            for response in (
+                client.post(path, json=body, headers=headers),
+                client.post("/end_chat_session/", params={"chat_id": chat_id}, headers=headers),
+                client.get(f"/chat/{quote(user['api_key'], safe='')}/{chat}/history", headers=admin),
+            ):
+                if response.status_code >= 500 and response.status_code not in (502, 503, 504):
+                    bad.append(f"{response.request.method} {response.request.url.path} {body!r:.300} -> "
+                               f"{response.status_code} {response.text[:300]}")  # fmt: skip
+                elif (
+                    response.status_code >= 400 and response.status_code != 414 and not _json_error(response)
+                ):
+                    bad.append(f"{path} {body!r:.300} -> {response.status_code}: {response.text[:200]}")
+
+        send()
+    assert not bad, "\n".join(bad[:20])
+    assert httpx.get(f"{url}/health", timeout=5).status_code == 200

@@ -78,12 +78,14 @@ NEEDED = [
     ("create", "roles.rbac.authorization.k8s.io", ""),
     ("list", "pods", ""),
     ("get", "secrets", ""),
+    ("create", "secrets", ""),  # a ChatFrontend's session-key Secret, made once (never patched or listed)
     ("create", "events", ""),
 ]
 NOT_NEEDED = [
     ("list", "secrets", ""),  # existence checks by name only: it never reads all of them
     ("watch", "secrets", ""),
-    ("create", "secrets", ""),
+    ("patch", "secrets", ""),  # the session key is never rewritten
+    ("update", "secrets", ""),
     ("update", "chatmodels.kubechat.dev", ""),  # the user's spec is the user's
     ("patch", "chatmodels.kubechat.dev", ""),
     ("delete", "chatfrontends.kubechat.dev", ""),

@@ -56,9 +56,16 @@ def page() -> str:
     )
 
 
+def limit_page_client() -> None:
+    """Every page POST counts against the client's per-minute budget (sends, new chats, ends alike)."""
+    svc = services()
+    ratelimit.enforce(svc.store, f"ip:{request.remote_addr}", svc.settings["RATE_LIMIT"])
+
+
 @bp.post("/new")
 def new_conversation() -> Response:
     """Form: end this browser's conversation and start one with the picked model and persona."""
+    limit_page_client()
     svc = services()
     # Start the new one first: a bad pick is refused before anything is ended.
     conversation = conversations.start(
@@ -72,6 +79,7 @@ def new_conversation() -> Response:
 @bp.post("/end")
 def end() -> Response:
     """Form: end (delete) this browser's conversation."""
+    limit_page_client()
     end_current()
     return redirect(url_for("chat.page"), code=303)
 
@@ -79,8 +87,8 @@ def end() -> Response:
 @bp.post("/chat/send")
 def send() -> Response:
     """The page's script posts `{message}` here (CSRF token in a header) and reads the answer as events."""
+    limit_page_client()
     svc = services()
-    ratelimit.enforce(svc.store, f"ip:{request.remote_addr}", svc.settings["RATE_LIMIT"])
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", "invalid_json")

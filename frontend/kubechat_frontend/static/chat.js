@@ -61,7 +61,14 @@
   }
 
   // --- Messages ---
-  function scrollToEnd() { scroller.scrollTop = scroller.scrollHeight; }
+  // Follow a streaming answer only while the reader is at the end: someone scrolled up to read back is
+  // left where they are. Their own new message always brings the end into view.
+  function atEnd() { return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80; }
+  function scrollToEnd(force) { if (force || atEnd()) scroller.scrollTop = scroller.scrollHeight; }
+
+  // Screen readers hear each finished answer (or error) once, not every streamed piece of the page.
+  const announcer = document.getElementById("announcer");
+  function announce(text) { announcer.textContent = text; }
 
   function addMessage(role, text) {
     const message = document.createElement("div");
@@ -70,8 +77,9 @@
     bubble.className = "bubble";
     renderMarkdown(bubble, text);
     message.appendChild(bubble);
+    const follow = atEnd();
     messages.appendChild(message);
-    scrollToEnd();
+    scrollToEnd(follow || role === "user");
     return message;
   }
 
@@ -97,12 +105,18 @@
     if (error.code === "model_removed") {
       // Retrying cannot help: this conversation's model is gone. Start a new chat with an offered one.
       retry.textContent = "New chat";
-      retry.addEventListener("click", () => { newChat.dataset.hasMessages = "false"; newChat.requestSubmit(); });
+      // This page may list models from before the change: leave the choice to the server (its default).
+      retry.addEventListener("click", () => {
+        newChat.dataset.hasMessages = "false";
+        newChat.querySelector('select[name="model"]').disabled = true;
+        newChat.requestSubmit();
+      });
     } else {
       retry.textContent = "Retry";
       retry.addEventListener("click", () => { message.remove(); send(text, false); });
     }
     bubble.append(p, retry);
+    announce(p.textContent);
     if (error.retryAfter) {
       const note = document.createElement("p");
       note.className = "note";
@@ -192,6 +206,7 @@
       renderMarkdown(bubble, answerText);
       answer.classList.remove("pending");
       answer.classList.add("done");
+      announce(answerText);
       conversationSaved();
     } catch (error) {
       cancelAnimationFrame(frame);
@@ -256,6 +271,6 @@
 
   // Server-rendered history arrives as escaped text; give it the same formatting as live answers.
   for (const bubble of document.querySelectorAll("[data-markdown]")) renderMarkdown(bubble, bubble.textContent.trim());
-  scrollToEnd();
+  scrollToEnd(true);
   prompt.focus();
 })();

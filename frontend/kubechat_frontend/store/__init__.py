@@ -8,10 +8,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from sqlalchemy import Engine, create_engine, event
 
-from kubechat_frontend.store.base import Conversation, Hit, Message, Store
+from kubechat_frontend.store.base import Conversation, DuplicateError, Hit, Message, Npc, Store, User
 from kubechat_frontend.store.sql import SqlStore
 
-__all__ = ["Conversation", "Hit", "Message", "Store", "open_store", "sql_engine"]
+__all__ = [
+    "Conversation", "DuplicateError", "Hit", "Message", "Npc", "Store", "User", "open_store", "sql_engine",
+]  # fmt: skip
 
 # Threads of one worker share these; each streaming answer holds a connection only while it reads or writes.
 POOL_SIZE = 8

@@ -35,6 +35,29 @@ class Message:
 
 
 @dataclass(frozen=True)
+class User:
+    """A gateway user (the LLM Chat Project seed): a scrypt password hash and the SHA-256 of the API key."""
+
+    username: str
+    hashed_password: str
+    api_key_digest: str
+
+
+@dataclass(frozen=True)
+class Npc:
+    """A non-player character of the seed gateway, stored in the database."""
+
+    id: str
+    char_descr: str
+    world_descr: str
+    has_scratchpad: bool
+
+
+class DuplicateError(Exception):
+    """A user with that name or key exists already."""
+
+
+@dataclass(frozen=True)
 class Hit:
     """The result of counting one request against a rate-limit window."""
 
@@ -67,6 +90,15 @@ class Store(Protocol):
 
     def hit(self, name: str, window_s: int) -> Hit:
         """Count one request for `name` in the current window, shared by every replica using this store."""
+
+    def create_user(self, user: User) -> None:
+        """Add a user; `DuplicateError` when the name or the key is taken."""
+
+    def user_by_key(self, api_key_digest: str) -> User | None: ...
+
+    def save_npc(self, npc: Npc) -> None: ...
+
+    def get_npc(self, npc_id: str) -> Npc | None: ...
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""

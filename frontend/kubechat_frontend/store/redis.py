@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import redis
 
-from kubechat_frontend.store.base import Conversation, Hit, Message, window_of
+from kubechat_frontend.store.base import Conversation, DuplicateError, Hit, Message, Npc, User, window_of
 
 PREFIX = "kubechat:"
 
@@ -85,6 +86,29 @@ class RedisStore:
         pipe.expire(key, window_s + 1)
         count, _ = pipe.execute()
         return Hit(count=int(count), reset_in=reset_in)
+
+    def create_user(self, user: User) -> None:
+        by_key = f"{PREFIX}user-key:{user.api_key_digest}"
+        # SETNX on the key's index first: two users can never share a key, even when created at once.
+        if not self._redis.set(by_key, user.username, nx=True):
+            raise DuplicateError(user.username)
+        fields = {"hashed_password": user.hashed_password, "api_key": user.api_key_digest}
+        if not self._redis.hsetnx(f"{PREFIX}user:{user.username}", "api_key", user.api_key_digest):
+            self._redis.delete(by_key)
+            raise DuplicateError(user.username)
+        self._redis.hset(f"{PREFIX}user:{user.username}", mapping=fields)
+
+    def user_by_key(self, api_key_digest: str) -> User | None:
+        username = self._redis.get(f"{PREFIX}user-key:{api_key_digest}")
+        fields = self._redis.hgetall(f"{PREFIX}user:{username}") if username else {}
+        return User(username, fields["hashed_password"], fields["api_key"]) if fields else None
+
+    def save_npc(self, npc: Npc) -> None:
+        self._redis.set(f"{PREFIX}npc:{npc.id}", json.dumps(asdict(npc)))
+
+    def get_npc(self, npc_id: str) -> Npc | None:
+        raw = self._redis.get(f"{PREFIX}npc:{npc_id}")
+        return Npc(**json.loads(raw)) if raw else None
 
     def ping(self) -> None:
         self._redis.ping()

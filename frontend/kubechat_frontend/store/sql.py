@@ -10,9 +10,10 @@ import time
 from sqlalchemy import Engine, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
-from kubechat_frontend.store.base import Conversation, Hit, Message, window_of
-from kubechat_frontend.store.tables import conversations, messages, rate_counters
+from kubechat_frontend.store.base import Conversation, DuplicateError, Hit, Message, Npc, User, window_of
+from kubechat_frontend.store.tables import conversations, messages, npcs, rate_counters, users
 
 # Expired counters and idle conversations are swept now and then instead of on every request.
 SWEEP_PROBABILITY = 0.01
@@ -85,8 +86,9 @@ class SqlStore:
             (conversations.c.updated.is_(None)) & (conversations.c.created < before),
         )
         with self.engine.begin() as conn:
-            ids = select(conversations.c.id).where(idle).scalar_subquery()
-            conn.execute(delete(messages).where(messages.c.conversation_id.in_(ids)))
+            conn.execute(
+                delete(messages).where(messages.c.conversation_id.in_(select(conversations.c.id).where(idle)))
+            )
             return conn.execute(delete(conversations).where(idle)).rowcount
 
     def hit(self, name: str, window_s: int) -> Hit:
@@ -104,6 +106,43 @@ class SqlStore:
             if random.random() < SWEEP_PROBABILITY:
                 conn.execute(delete(rate_counters).where(rate_counters.c.expires < now))
         return Hit(count=count, reset_in=reset_in)
+
+    def create_user(self, user: User) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(users).values(
+                        username=user.username,
+                        hashed_password=user.hashed_password,
+                        api_key=user.api_key_digest,
+                    )
+                )
+        except IntegrityError as error:
+            raise DuplicateError(user.username) from error
+
+    def user_by_key(self, api_key_digest: str) -> User | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(users.c.username, users.c.hashed_password, users.c.api_key).where(
+                    users.c.api_key == api_key_digest
+                )
+            ).first()
+        return User(*row) if row else None
+
+    def save_npc(self, npc: Npc) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(npcs).values(
+                    id=npc.id, char_descr=npc.char_descr, world_descr=npc.world_descr,
+                    has_scratchpad=npc.has_scratchpad,
+                )
+            )  # fmt: skip
+
+    def get_npc(self, npc_id: str) -> Npc | None:
+        columns = (npcs.c[n] for n in ("id", "char_descr", "world_descr", "has_scratchpad"))
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*columns).where(npcs.c.id == npc_id)).first()
+        return Npc(*row) if row else None
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -61,8 +61,8 @@ def build_session_secret(owner: Resource, secret_key: str) -> Manifest:
 
 def stores_on_volume(spec: ChatFrontendSpec) -> bool:
     """SQLite keeps history in a file on the pod's /data volume, which is then a PVC (a pod restart, a
-    reschedule or a rollout keeps every conversation)."""
-    return spec.store.url.startswith("sqlite:")
+    reschedule or a rollout keeps every conversation) unless the spec asks for a throwaway emptyDir."""
+    return spec.store.url.startswith("sqlite:") and spec.store.volume == "PersistentVolumeClaim"
 
 
 def build_history_claim(owner: Resource, spec: ChatFrontendSpec) -> Manifest | None:
@@ -101,6 +101,7 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
         "KUBECHAT_FRONTEND_RATE_LIMIT": str(spec.rate_limit.requests_per_minute),
         "KUBECHAT_FRONTEND_PORT": str(HTTP_PORT),
         "KUBECHAT_FRONTEND_RETENTION_DAYS": str(spec.store.retention_days),
+        "KUBECHAT_FRONTEND_TRUSTED_PROXIES": str(spec.trusted_proxies),
     }
     if spec.api_keys_secret_ref:
         env["KUBECHAT_FRONTEND_API_KEYS_FILE"] = f"{API_KEYS_DIR}/keys"

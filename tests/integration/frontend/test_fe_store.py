@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from kubechat_frontend.store import Conversation, Message, open_store
+from kubechat_frontend.store import Conversation, DuplicateError, Message, Npc, User, open_store
 
 
 @pytest.fixture
@@ -109,9 +109,10 @@ def test_frontends_starting_together_on_a_fresh_database_migrate_it_once_without
 def test_idle_conversations_expire_after_the_retention_period(store_config):
     store = open_store(store_config["STORE"], store_config["STORE_PASSWORD"], retention_days=1)
     try:
-        store.create_conversation(
-            Conversation("old", owner="page", model="m", created=time.time() - 3 * 86400)
-        )
+        for old in ("old", "older"):
+            store.create_conversation(
+                Conversation(old, owner="page", model="m", created=time.time() - 3 * 86400)
+            )
         store.create_conversation(Conversation("new", owner="page", model="m"))
         store.add_messages("new", [Message("user", "still here")])
         if store_config["STORE"].startswith("redis"):
@@ -121,8 +122,8 @@ def test_idle_conversations_expire_after_the_retention_period(store_config):
             client.close()
             assert len(ttls) == 2 and all(86000 < ttl <= 86400 for ttl in ttls)
         else:
-            assert store.expire_idle(time.time() - 86400) == 1
-            assert store.get_conversation("old") is None
+            assert store.expire_idle(time.time() - 86400) == 2
+            assert store.get_conversation("old") is None and store.get_conversation("older") is None
         assert [m.content for m in store.messages("new")] == ["still here"]
     finally:
         store.close()
@@ -154,3 +155,18 @@ CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
 CREATE TABLE rate_counters (name TEXT PRIMARY KEY, count INTEGER NOT NULL, expires DOUBLE PRECISION NOT NULL);
 """
+
+
+def test_gateway_users_and_npcs_are_shared_and_a_taken_name_or_key_is_refused(open_two):
+    first, second = open_two
+    first.create_user(User("alice", "scrypt$hash", "digest-a"))
+    assert second.user_by_key("digest-a") == User("alice", "scrypt$hash", "digest-a")
+    assert second.user_by_key("digest-unknown") is None
+    with pytest.raises(DuplicateError):
+        second.create_user(User("alice", "x", "digest-b"))  # the name is taken
+    with pytest.raises(DuplicateError):
+        second.create_user(User("bob", "x", "digest-a"))  # the key is taken
+    second.create_user(User("bob", "x", "digest-b"))
+    first.save_npc(Npc("npc-1", "a knight", "London", True))
+    assert second.get_npc("npc-1") == Npc("npc-1", "a knight", "London", True)
+    assert second.get_npc("npc-2") is None

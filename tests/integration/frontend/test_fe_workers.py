@@ -7,6 +7,7 @@ import itertools
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.frontend.test_fe_page import csrf_token, send, sse_events
 from tests.support.databases import create_database
@@ -49,3 +50,17 @@ def test_twenty_page_sends_across_default_workers_and_two_replicas_are_all_answe
         browser.base_url = second.url
         page = browser.get("/").text
         assert all(f"message {i}" in page for i in range(20))  # one conversation holds all twenty turns
+        # Each pod's /metrics adds up its workers: 20 answered sends between the two pods.
+        answered = sum(sends_answered(httpx.get(url + "/metrics").text) for url in (first.url, second.url))
+        assert answered == 20
+
+
+def sends_answered(exposition: str) -> float:
+    for family in text_string_to_metric_families(exposition):
+        if family.name == "kubechat_frontend_requests":
+            return sum(
+                s.value
+                for s in family.samples
+                if s.name.endswith("_total") and s.labels == {"route": "/chat/send", "code": "200"}
+            )
+    return 0.0

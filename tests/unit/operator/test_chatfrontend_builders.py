@@ -41,6 +41,8 @@ def test_config_map_points_at_each_model_service(frontend_owner: Resource, confi
     assert data["KUBECHAT_FRONTEND_API_KEYS_FILE"] == "/etc/kubechat/api-keys/keys"
     assert data["KUBECHAT_FRONTEND_PORT"] == "8080"
     assert data["KUBECHAT_FRONTEND_COOKIE_SECURE"] == "true"
+    assert data["KUBECHAT_FRONTEND_TRUSTED_PROXIES"] == "0"
+    assert data["KUBECHAT_FRONTEND_RETENTION_DAYS"] == "0"
 
 
 def test_plain_http_exposure_turns_secure_cookies_off(
@@ -149,3 +151,24 @@ def test_shared_stores_need_no_claim_and_roll_pods(frontend_owner: Resource, con
     children = _children(frontend_owner, config, SPEC)
     assert "PersistentVolumeClaim" not in children
     assert children["Deployment"]["spec"]["strategy"] == {"type": "RollingUpdate"}
+
+
+def test_trusted_proxy_hops_and_retention_reach_the_frontend(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    spec = {**SPEC, "trustedProxies": 2, "store": {**SPEC["store"], "retentionDays": 30}}
+    data = _children(frontend_owner, config, spec)["ConfigMap"]["data"]
+    assert (data["KUBECHAT_FRONTEND_TRUSTED_PROXIES"], data["KUBECHAT_FRONTEND_RETENTION_DAYS"]) == (
+        "2",
+        "30",
+    )
+
+
+def test_a_throwaway_sqlite_store_uses_an_empty_dir_and_no_claim(
+    frontend_owner: Resource, config: OperatorConfig
+) -> None:
+    spec = {"models": [{"name": "a"}], "store": {"volume": "EmptyDir"}}
+    children = _children(frontend_owner, config, spec)
+    assert "PersistentVolumeClaim" not in children
+    volumes = {v["name"]: v for v in children["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
