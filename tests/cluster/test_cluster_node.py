@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from tests.support.node import NODE_IP, NODE_NAME, POD_SUBNET, Cluster
-from tests.support.pods import apply, exec_python, pod_field, port_forward, python_pod, wait_ready
+from tests.support.pods import apply, exec_python, pod_field, port_forward, python_pod, wait_for, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow]
 
@@ -118,3 +118,17 @@ def test_kubectl_port_forward_reaches_the_pod(real_cluster: Cluster, web: str) -
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_kubectl_top_reads_pod_usage_from_metrics_server(real_cluster: Cluster, web: str) -> None:
+    plane = real_cluster.plane
+
+    def usage() -> str:
+        result = plane.kubectl("-n", web, "top", "pod", "web", "--no-headers", check=False)
+        return result.stdout if result.returncode == 0 else ""
+
+    # metrics-server scrapes every 15 s; a new pod has numbers after a scrape or two.
+    line = wait_for(usage, timeout=120, interval=3, message="kubectl top never showed the pod")
+    name, cpu, memory = line.split()
+    assert name == "web" and cpu.endswith("m") and memory.endswith("Mi")
+    assert int(memory[:-2]) > 0

@@ -289,7 +289,8 @@ class Node:
 
     def start(self, timeout: float = 180) -> None:
         """Start containerd, the kubelet and kube-proxy, wait for the node to be Ready, then deploy CoreDNS
-        and wait for it. On failure stops what it started and raises NodeError with the failing log's tail."""
+        and metrics-server and wait for them. On failure stops what it started and raises NodeError with the
+        failing log's tail."""
         deadline = time.monotonic() + timeout
         try:
             self._start(deadline)
@@ -305,13 +306,16 @@ class Node:
         self._spawn("containerd", ["containerd", "--config", str(self.state_dir / "containerd.toml")])
         self._wait("containerd", deadline, lambda: self.ctr("version", check=False).returncode == 0)
         self.import_image_archive(build_scratch_image_archive(self.bin_dir, "pause", PAUSE_IMAGE))
-        self.import_image_archive(build_scratch_image_archive(self.bin_dir, "coredns", COREDNS_IMAGE))
+        for program, image in (("coredns", COREDNS_IMAGE), ("metrics-server", METRICS_SERVER_IMAGE)):
+            self.import_image_archive(build_scratch_image_archive(self.bin_dir, program, image))
         self._write_kubelet_config()
         self._spawn("kubelet", self._kubelet_args())
         self._spawn("kube-proxy", self._kube_proxy_args())
         self._wait("kubelet", deadline, self._node_ready)
         self.plane.kubectl("apply", "-f", "-", input=coredns_manifest())
-        self._wait("kubelet", deadline, self._dns_ready)
+        self.plane.kubectl("apply", "-f", "-", input=metrics_server_manifest())
+        self._wait("kubelet", deadline, lambda: self._deployment_ready("coredns"))
+        self._wait("kubelet", deadline, lambda: self._deployment_ready("metrics-server"))
 
     def stop(self) -> None:
         """Stop every process of the node and remove everything else it made (see `cleanup`); raises
@@ -388,9 +392,9 @@ class Node:
         )  # fmt: skip
         return result.stdout.strip() == "True"
 
-    def _dns_ready(self) -> bool:
+    def _deployment_ready(self, name: str) -> bool:
         result = self.plane.kubectl(
-            "-n", "kube-system", "get", "deployment", "coredns", "-o", "jsonpath={.status.readyReplicas}",
+            "-n", "kube-system", "get", "deployment", name, "-o", "jsonpath={.status.readyReplicas}",
             check=False,
         )  # fmt: skip
         return result.stdout.strip() == "1"
@@ -456,7 +460,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   sandbox_image = "{PAUSE_IMAGE}"
   # No CAP_SYS_RESOURCE here: a negative oom_score_adj for the sandbox fails in runc.
   restrict_oom_score_adj = true
-  enable_cdi = false
   [{cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -518,6 +521,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "clusterDomain": CLUSTER_DOMAIN,
             "clusterDNS": [DNS_SERVICE_IP],
             "resolvConf": str(self.state_dir / "resolv.conf"),
+            "podLogsDir": str(self.state_dir / "pod-logs"),
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
             "failSwapOn": False,
             # A shared build machine's disk is often past the default thresholds: evict only when truly
@@ -734,6 +738,118 @@ def coredns_manifest() -> str:
                     {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": DNS_PORT},
                     {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": DNS_PORT},
                 ],
+            },
+        },
+    ]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+
+
+def metrics_server_manifest() -> str:
+    """metrics-server (kubectl top, the HPA's resource metrics): RBAC, Deployment, Service and the
+    v1beta1.metrics.k8s.io APIService. It reads the kubelets' /metrics/resource by InternalIP and checks their
+    certificates against the cluster CA (the kube-root-ca.crt ConfigMap every namespace has)."""
+    ns, rbac, name = "kube-system", "rbac.authorization.k8s.io/v1", "metrics-server"
+    labels = {"k8s-app": name}
+    account = [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+
+    def binding(kind: str, role_kind: str, role: str, namespace: str | None = None) -> dict[str, Any]:
+        metadata = {"name": f"{name}:{role.split(':')[-1]}"} | ({"namespace": namespace} if namespace else {})
+        return {
+            "apiVersion": rbac,
+            "kind": kind,
+            "metadata": metadata,
+            "roleRef": {"apiGroup": rbac.split("/")[0], "kind": role_kind, "name": role},
+            "subjects": account,
+        }
+
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": f"system:{name}"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
+            ],
+        },
+        binding("ClusterRoleBinding", "ClusterRole", f"system:{name}"),
+        binding("ClusterRoleBinding", "ClusterRole", "system:auth-delegator"),
+        binding("RoleBinding", "Role", "extension-apiserver-authentication-reader", ns),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": name,
+                                "image": METRICS_SERVER_IMAGE,
+                                "imagePullPolicy": "Never",
+                                "args": [
+                                    "--secure-port=4443",
+                                    "--cert-dir=/tmp",
+                                    "--kubelet-preferred-address-types=InternalIP",
+                                    "--kubelet-certificate-authority=/etc/cluster-ca/ca.crt",
+                                    "--metric-resolution=15s",
+                                ],
+                                "ports": [{"containerPort": 4443, "name": "https"}],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"memory": "256Mi"},
+                                },
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
+                                    "periodSeconds": 5,
+                                },
+                                "volumeMounts": [
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                    {"name": "cluster-ca", "mountPath": "/etc/cluster-ca"},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "tmp", "emptyDir": {}},
+                            {"name": "cluster-ca", "configMap": {"name": "kube-root-ca.crt"}},
+                        ],
+                    },
+                },
+            },
+        },  # fmt: skip
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"selector": labels, "ports": [{"name": "https", "port": 443, "targetPort": "https"}]},
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": "v1beta1.metrics.k8s.io"},
+            "spec": {
+                "group": "metrics.k8s.io",
+                "version": "v1beta1",
+                "service": {"name": name, "namespace": ns},
+                # metrics-server serves a self-signed certificate (upstream's manifest does the same).
+                "insecureSkipTLSVerify": True,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
             },
         },
     ]
