@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -61,6 +62,7 @@ PAUSE_IMAGE = "localhost/kubechat-pause:1"
 COREDNS_IMAGE = "localhost/kubechat-coredns:1"
 METRICS_SERVER_IMAGE = "localhost/kubechat-metrics-server:1"
 NETNS_DIR = Path("/var/run/netns")
+OUR_SOCKET_TAIL = "/node/containerd/containerd.sock"  # Cluster puts the node's files in <state>/node
 # Sysctls the node needs (forwarding between the bridge and the host's Service rules; bridged pod-to-pod
 # traffic through conntrack, so a pod reaching a Service backed by a pod on the same bridge gets its answer
 # from the Service address). Their previous values are restored by `stop`.
@@ -128,7 +130,8 @@ def _pod_netns() -> list[Path]:
 
 def _shim_pids(containerd_socket: Path | None) -> list[int]:
     """containerd's shims for our containerd (they daemonize, so no process group holds them). Without a
-    socket: every shim of any kubechat node, for cleaning up after a killed run."""
+    socket: every shim of any kubechat node (their sockets end in OUR_SOCKET_TAIL), for cleaning up after
+    a killed run."""
     pids = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -138,9 +141,7 @@ def _shim_pids(containerd_socket: Path | None) -> list[int]:
         if not args or not args[0].endswith(b"containerd-shim-runc-v2"):
             continue
         address = args[args.index(b"-address") + 1].decode() if b"-address" in args else ""
-        if (containerd_socket and address == str(containerd_socket)) or (
-            not containerd_socket and "kubechat-node" in address
-        ):
+        if address == str(containerd_socket) if containerd_socket else address.endswith(OUR_SOCKET_TAIL):
             pids.append(int(proc.name))
     return pids
 
@@ -232,7 +233,7 @@ def cleanup(state_dir: Path | None = None, containerd_socket: Path | None = None
             # Rules elsewhere that jump to a KUBE- chain first, then the chains themselves.
             for rule in _run(tool, "-w", "-t", table, "-S").stdout.splitlines():
                 if rule.startswith("-A ") and not rule.startswith("-A KUBE-") and "KUBE-" in rule:
-                    _run(tool, "-w", "-t", table, *rule.replace("-A ", "-D ", 1).split(), check=False)
+                    _run(tool, "-w", "-t", table, *shlex.split(rule.replace("-A ", "-D ", 1)), check=False)
             for chain in chains:
                 _run(tool, "-w", "-t", table, "-F", chain, check=False)
             for chain in chains:
@@ -295,7 +296,8 @@ class Node:
         try:
             self._start(deadline)
         except BaseException:
-            self.stop()
+            with contextlib.suppress(NodeError):  # the start's error is the one to report
+                self.stop()
             raise
 
     def _start(self, deadline: float) -> None:
