@@ -80,7 +80,11 @@ def node_cache() -> Path:
 
 
 def _run(*args: str | Path, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check, input=input)
+    """Run a command; with `check`, a failure raises NodeError carrying its stderr."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, input=input)
+    if check and result.returncode != 0:
+        raise NodeError(f"{' '.join(map(str, args))} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 def missing_packages() -> list[str]:
@@ -416,9 +420,9 @@ class Node:
         (self.state_dir / "sysctls-before.json").write_text(json.dumps(self.sysctls_before))
         # ip_forward=1 is machine-wide: make sure nothing from the pod range is forwarded anywhere else.
         guard = (
-            f"table ip {NFT_TABLE} {{ chain forward {{ type filter hook forward priority -10; "
-            f"ip saddr {ADDRESS_RANGE} ip daddr != {ADDRESS_RANGE} drop; "
-            f"ip daddr {ADDRESS_RANGE} ip saddr != {ADDRESS_RANGE} drop; }} }}"
+            f"table ip {NFT_TABLE} {{\n  chain forward {{\n    type filter hook forward priority -10;\n"
+            f"    ip saddr {ADDRESS_RANGE} ip daddr != {ADDRESS_RANGE} drop\n"
+            f"    ip daddr {ADDRESS_RANGE} ip saddr != {ADDRESS_RANGE} drop\n  }}\n}}\n"
         )
         _run("nft", "-f", "-", input=guard)
 
