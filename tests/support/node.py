@@ -232,6 +232,10 @@ def cleanup(state_dir: Path | None = None, containerd_socket: Path | None = None
     _run("ip", "addr", "delete", f"{NODE_IP}/32", "dev", "lo", check=False)
     for table in _nft_tables():
         _run("nft", "delete", "table", *table.split(), check=False)
+    # containerd 1.6 keeps its shims' sockets in /run/containerd/s whatever its state directory.
+    for directory in ("/run/containerd/s", "/run/containerd"):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
     for tool in ("iptables", "ip6tables"):
         for table, chains in _iptables_kube_chains(tool).items():
             # Rules elsewhere that jump to a KUBE- chain first, then the chains themselves.
