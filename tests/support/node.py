@@ -188,6 +188,31 @@ def _nft_tables() -> list[str]:
     ]
 
 
+def _all_nft_tables() -> set[str]:
+    return {line.split(None, 1)[1] for line in _run("nft", "list", "tables", check=False).stdout.splitlines()}
+
+
+def _remember_nft_tables() -> None:
+    """Note the machine's nftables tables before the node runs (once: a killed run's note stays valid)."""
+    note = node_cache() / "nft-tables-before.json"
+    if not note.exists():
+        note.write_text(json.dumps(sorted(_all_nft_tables())))
+
+
+def _delete_new_empty_tables() -> None:
+    """The kubelet's iptables calls create the standard tables (ip/ip6 filter, nat, mangle) through
+    iptables-nft; once our chains are gone, delete those that did not exist before and hold no rule."""
+    note = node_cache() / "nft-tables-before.json"
+    if not note.exists():
+        return
+    before = set(json.loads(note.read_text()))
+    for table in _all_nft_tables() - before:
+        listing = json.loads(_run("nft", "-j", "list", "table", *table.split(), check=False).stdout or "{}")
+        if not any("rule" in item for item in listing.get("nftables", [])):
+            _run("nft", "delete", "table", *table.split(), check=False)
+    note.unlink()
+
+
 def leftovers(state_dir: Path | None = None) -> list[str]:
     """What of a node is still on this machine: empty once `stop` (or `cleanup`) has done its job."""
     found = []
@@ -232,6 +257,7 @@ def cleanup(state_dir: Path | None = None, containerd_socket: Path | None = None
     _run("ip", "addr", "delete", f"{NODE_IP}/32", "dev", "lo", check=False)
     for table in _nft_tables():
         _run("nft", "delete", "table", *table.split(), check=False)
+    _delete_new_empty_tables()
     # containerd 1.6 keeps its shims' sockets in /run/containerd/s whatever its state directory.
     for directory in ("/run/containerd/s", "/run/containerd"):
         with contextlib.suppress(OSError):
@@ -417,6 +443,7 @@ class Node:
         for hierarchy in Path("/sys/fs/cgroup").iterdir():
             if (hierarchy / "cgroup.procs").exists() and not (hierarchy / "cgroup.controllers").exists():
                 (hierarchy / CGROUP_ROOT).mkdir(exist_ok=True)
+        _remember_nft_tables()
         for key, value in SYSCTLS.items():
             path = Path("/proc/sys") / key
             self.sysctls_before[key] = path.read_text().strip()
