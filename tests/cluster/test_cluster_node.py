@@ -77,13 +77,18 @@ def test_kubectl_logs_shows_the_container_output(real_cluster: Cluster, web: str
 
 
 def test_service_name_resolves_and_answers_through_kube_proxy(real_cluster: Cluster, web: str) -> None:
-    answer = exec_python(
-        real_cluster.plane,
-        web,
-        "toolbox",
-        "import urllib.request\n"
-        f"print(urllib.request.urlopen('http://web.{web}.svc', timeout=10).read().decode())",
+    # A new Service reaches CoreDNS and kube-proxy through watches: allow them seconds, as a client would.
+    script = (
+        "import time, urllib.request\n"
+        "for attempt in range(30):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://web.{web}.svc', timeout=5).read().decode()); break\n"
+        "    except OSError as error:\n"
+        "        last = error; time.sleep(1)\n"
+        "else:\n"
+        "    raise SystemExit(f'never answered: {last}')\n"
     )
+    answer = exec_python(real_cluster.plane, web, "toolbox", script)
     assert answer.strip() == "hello from web"
 
 

@@ -193,7 +193,8 @@ def _all_nft_tables() -> set[str]:
 
 
 def _remember_nft_tables() -> None:
-    """Note the machine's nftables tables before the node runs (once: a killed run's note stays valid)."""
+    """Note the machine's nftables tables before a node first runs on it (kept: a killed run's tables must
+    not count as the machine's own)."""
     note = node_cache() / "nft-tables-before.json"
     if not note.exists():
         note.write_text(json.dumps(sorted(_all_nft_tables())))
@@ -210,7 +211,6 @@ def _delete_new_empty_tables() -> None:
         listing = json.loads(_run("nft", "-j", "list", "table", *table.split(), check=False).stdout or "{}")
         if not any("rule" in item for item in listing.get("nftables", [])):
             _run("nft", "delete", "table", *table.split(), check=False)
-    note.unlink()
 
 
 def leftovers(state_dir: Path | None = None) -> list[str]:
