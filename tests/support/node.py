@@ -257,7 +257,6 @@ def cleanup(state_dir: Path | None = None, containerd_socket: Path | None = None
     _run("ip", "addr", "delete", f"{NODE_IP}/32", "dev", "lo", check=False)
     for table in _nft_tables():
         _run("nft", "delete", "table", *table.split(), check=False)
-    _delete_new_empty_tables()
     # containerd 1.6 keeps its shims' sockets in /run/containerd/s whatever its state directory.
     for directory in ("/run/containerd/s", "/run/containerd"):
         with contextlib.suppress(OSError):
@@ -272,6 +271,7 @@ def cleanup(state_dir: Path | None = None, containerd_socket: Path | None = None
                 _run(tool, "-w", "-t", table, "-F", chain, check=False)
             for chain in chains:
                 _run(tool, "-w", "-t", table, "-X", chain, check=False)
+    _delete_new_empty_tables()
 
 
 # -- the node -----------------------------------------------------------------------------------------------
