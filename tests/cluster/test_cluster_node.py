@@ -11,7 +11,9 @@ import pytest
 from tests.support.node import NODE_IP, NODE_NAME, POD_SUBNET, Cluster
 from tests.support.pods import apply, exec_python, pod_field, port_forward, python_pod, wait_for, wait_ready
 
-pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow]
+# The first test also pays for the session's set-up: starting the node and, on a cold machine, building the
+# images (the server's alone takes 7-12 minutes on two cores).
+pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 WEB_SERVER = (
     "import http.server, os\n"

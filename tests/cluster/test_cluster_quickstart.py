@@ -21,7 +21,9 @@ from tests.support.controlplane import REPO_ROOT
 from tests.support.node import NODE_NAME, POD_SUBNET, Cluster
 from tests.support.pods import announce, port_forward, wait_for, wait_ready
 
-pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow]
+# The first test also pays for the session's set-up: starting the node and, on a cold machine, building the
+# images (the server's alone takes 7-12 minutes on two cores).
+pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
 CHART = REPO_ROOT / "charts" / "kubechat"
