@@ -617,7 +617,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         key = key or archive.with_suffix(".key").read_text().strip()
         name = archive.with_suffix(".name").read_text().strip()
         marker = node_cache() / "imported" / re.sub(r"[^a-zA-Z0-9.-]+", "_", name)
-        if marker.exists() and marker.read_text() == key and name in self.images():
+        if marker.exists() and marker.read_text().strip() == key and name in self.images():
             return False
         self.ctr("images", "import", "--no-unpack=false", "--snapshotter", "overlayfs", str(archive))
         marker.parent.mkdir(parents=True, exist_ok=True)
