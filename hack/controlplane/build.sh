@@ -147,7 +147,6 @@ build_coredns() {
     echo "package main"
     echo
     echo "import ("
-    printf '\t"github.com/coredns/coredns/core/dnsserver"\n'
     printf '\t"github.com/coredns/coredns/coremain"\n'
     for plugin in $COREDNS_PLUGINS; do printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$plugin"; done
     echo ")"

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.support.node import Cluster
+from tests.support.pods import announce
 
 
 @pytest.fixture(scope="session")
-def images(real_cluster: Cluster) -> dict[str, str]:
+def images(real_cluster: Cluster, pytestconfig: pytest.Config) -> dict[str, str]:
     """kubechat's images built (only when their keys changed) and imported into the node: part -> name."""
-    return real_cluster.node.load_images("base", "operator", "frontend", "server")
+    start = time.monotonic()
+    names = real_cluster.node.load_images("base", "operator", "frontend", "server")
+    announce(pytestconfig, f"images built (if changed) and imported in {time.monotonic() - start:.0f} s")
+    return names
 
 
 @pytest.fixture(scope="session")

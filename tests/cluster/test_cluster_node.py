@@ -9,9 +9,11 @@ import urllib.request
 import pytest
 
 from tests.support.node import NODE_IP, NODE_NAME, POD_SUBNET, Cluster
-from tests.support.pods import apply, exec_python, pod_field, port_forward, python_pod, wait_ready
+from tests.support.pods import apply, exec_python, pod_field, port_forward, python_pod, wait_for, wait_ready
 
-pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow]
+# The first test also pays for the session's set-up: starting the node and, on a cold machine, building the
+# images (the server's alone takes 7-12 minutes on two cores).
+pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 WEB_SERVER = (
     "import http.server, os\n"
@@ -77,13 +79,18 @@ def test_kubectl_logs_shows_the_container_output(real_cluster: Cluster, web: str
 
 
 def test_service_name_resolves_and_answers_through_kube_proxy(real_cluster: Cluster, web: str) -> None:
-    answer = exec_python(
-        real_cluster.plane,
-        web,
-        "toolbox",
-        "import urllib.request\n"
-        f"print(urllib.request.urlopen('http://web.{web}.svc', timeout=10).read().decode())",
+    # A new Service reaches CoreDNS and kube-proxy through watches: allow them seconds, as a client would.
+    script = (
+        "import time, urllib.request\n"
+        "for attempt in range(30):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://web.{web}.svc', timeout=5).read().decode()); break\n"
+        "    except OSError as error:\n"
+        "        last = error; time.sleep(1)\n"
+        "else:\n"
+        "    raise SystemExit(f'never answered: {last}')\n"
     )
+    answer = exec_python(real_cluster.plane, web, "toolbox", script)
     assert answer.strip() == "hello from web"
 
 
@@ -118,3 +125,17 @@ def test_kubectl_port_forward_reaches_the_pod(real_cluster: Cluster, web: str) -
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_kubectl_top_reads_pod_usage_from_metrics_server(real_cluster: Cluster, web: str) -> None:
+    plane = real_cluster.plane
+
+    def usage() -> str:
+        result = plane.kubectl("-n", web, "top", "pod", "web", "--no-headers", check=False)
+        return result.stdout if result.returncode == 0 else ""
+
+    # metrics-server scrapes every 15 s; a new pod has numbers after a scrape or two.
+    line = wait_for(usage, timeout=120, interval=3, message="kubectl top never showed the pod")
+    name, cpu, memory = line.split()
+    assert name == "web" and cpu.endswith("m") and memory.endswith("Mi")
+    assert int(memory[:-2]) > 0

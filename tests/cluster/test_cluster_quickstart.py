@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ import yaml
 
 from tests.support.controlplane import REPO_ROOT
 from tests.support.node import NODE_NAME, POD_SUBNET, Cluster
-from tests.support.pods import port_forward, wait_for, wait_ready
+from tests.support.pods import announce, port_forward, wait_for, wait_ready
 
-pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow]
+# The first test also pays for the session's set-up: starting the node and, on a cold machine, building the
+# images (the server's alone takes 7-12 minutes on two cores).
+pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
 CHART = REPO_ROOT / "charts" / "kubechat"
@@ -74,7 +77,7 @@ def operator(real_cluster: Cluster, images: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def quickstart(real_cluster: Cluster, operator: str) -> QuickStart:
+def quickstart(real_cluster: Cluster, operator: str, pytestconfig: pytest.Config) -> QuickStart:
     """examples/quickstart.yaml applied in a namespace of its own, with the model on the cache volume."""
     plane = real_cluster.plane
     namespace = f"quickstart-{int(time.time())}"
@@ -108,7 +111,7 @@ def quickstart(real_cluster: Cluster, operator: str) -> QuickStart:
     )  # the operator wrote it
     wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={MODEL}", timeout=600)
     ready_after = time.monotonic() - applied_at
-    print(f"kubectl apply -> model pod Ready: {ready_after:.1f} s")
+    announce(pytestconfig, f"kubectl apply -> model pod Ready in {ready_after:.1f} s")
     return QuickStart(namespace, applied_at, ready_after)
 
 
@@ -175,6 +178,80 @@ def test_frontend_pod_with_default_settings_answers_every_chat(
     (model_pod,) = pods(real_cluster, namespace, f"app.kubernetes.io/instance={MODEL}")
     assert len(answers) == 10
     assert all(a.get("pod") == model_pod["metadata"]["name"] for a in answers), answers[:2]
+
+
+def chat_through_frontend(port: int, message: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/chat",
+        data=json.dumps({"message": message}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+def model_pod_names(cluster: Cluster, namespace: str) -> set[str]:
+    return {p["metadata"]["name"] for p in pods(cluster, namespace, f"app.kubernetes.io/instance={MODEL}")}
+
+
+def test_killed_model_pod_is_replaced_and_the_frontend_answers_from_the_new_one(
+    real_cluster: Cluster, quickstart: QuickStart
+) -> None:
+    plane, namespace = real_cluster.plane, quickstart.namespace
+    (old,) = model_pod_names(real_cluster, namespace)
+    plane.kubectl("-n", namespace, "delete", "pod", old, "--grace-period=0", "--force", "--wait=false")
+    wait_for(lambda: model_pod_names(real_cluster, namespace) - {old}, timeout=60, message="no new model pod")
+    wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={MODEL}", timeout=300)
+    (new,) = model_pod_names(real_cluster, namespace)
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}", 80)
+    try:
+
+        def answered_by_new_pod() -> bool:
+            # The frontend's connections to the old pod are gone: the first chats may be refused.
+            try:
+                return chat_through_frontend(port, "Are you back?").get("pod") == new
+            except urllib.error.URLError:
+                return False
+
+        wait_for(answered_by_new_pod, timeout=60, interval=2, message="no answer from the new model pod")
+    finally:
+        forward.kill()
+        forward.wait()
+
+
+@pytest.mark.xfail(
+    reason="seen on the real node in 2 of 3 runs: one chat of a series sent during the rollout got 503 "
+    "SERVICE UNAVAILABLE from the frontend while the old model pod terminated; the rollout drops chats "
+    "(frontend/model-server/operator to find out which part)",
+    strict=False,
+)
+def test_instruction_change_rolls_the_model_pod_while_chats_keep_being_answered(
+    real_cluster: Cluster, quickstart: QuickStart
+) -> None:
+    plane, namespace = real_cluster.plane, quickstart.namespace
+    (old,) = model_pod_names(real_cluster, namespace)
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}", 80)
+    answered_by = []
+    try:
+        patch = {"spec": {"prompt": {"instruction": "answer briefly and kindly"}}}
+        plane.kubectl("-n", namespace, "patch", "chatmodel", MODEL, "--type=merge", "-p", json.dumps(patch))
+        deadline = time.monotonic() + 300
+        # Chat on, one after another, until the new pod answers: none may fail during the rollout.
+        while time.monotonic() < deadline:
+            answer = chat_through_frontend(port, f"Chat {len(answered_by)} during the rollout")
+            answered_by.append(answer["pod"])
+            if answered_by[-1] != old:
+                break
+    finally:
+        forward.kill()
+        forward.wait()
+    assert answered_by[-1] != old, f"the old pod still answers after 300 s: {answered_by[-3:]}"
+    plane.kubectl("-n", namespace, "rollout", "status", f"deployment/{MODEL}", "--timeout=120s", timeout=150)
+    wait_for(
+        lambda: old not in model_pod_names(real_cluster, namespace),
+        timeout=120,
+        message=f"the old pod {old} is still there",
+    )
 
 
 def test_deleting_the_quickstart_removes_every_child_and_container(

@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -61,6 +62,7 @@ PAUSE_IMAGE = "localhost/kubechat-pause:1"
 COREDNS_IMAGE = "localhost/kubechat-coredns:1"
 METRICS_SERVER_IMAGE = "localhost/kubechat-metrics-server:1"
 NETNS_DIR = Path("/var/run/netns")
+OUR_SOCKET_TAIL = "/node/containerd/containerd.sock"  # Cluster puts the node's files in <state>/node
 # Sysctls the node needs (forwarding between the bridge and the host's Service rules; bridged pod-to-pod
 # traffic through conntrack, so a pod reaching a Service backed by a pod on the same bridge gets its answer
 # from the Service address). Their previous values are restored by `stop`.
@@ -78,7 +80,11 @@ def node_cache() -> Path:
 
 
 def _run(*args: str | Path, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check, input=input)
+    """Run a command; with `check`, a failure raises NodeError carrying its stderr."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, input=input)
+    if check and result.returncode != 0:
+        raise NodeError(f"{' '.join(map(str, args))} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 def missing_packages() -> list[str]:
@@ -128,7 +134,8 @@ def _pod_netns() -> list[Path]:
 
 def _shim_pids(containerd_socket: Path | None) -> list[int]:
     """containerd's shims for our containerd (they daemonize, so no process group holds them). Without a
-    socket: every shim of any kubechat node, for cleaning up after a killed run."""
+    socket: every shim of any kubechat node (their sockets end in OUR_SOCKET_TAIL), for cleaning up after
+    a killed run."""
     pids = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -138,9 +145,7 @@ def _shim_pids(containerd_socket: Path | None) -> list[int]:
         if not args or not args[0].endswith(b"containerd-shim-runc-v2"):
             continue
         address = args[args.index(b"-address") + 1].decode() if b"-address" in args else ""
-        if (containerd_socket and address == str(containerd_socket)) or (
-            not containerd_socket and "kubechat-node" in address
-        ):
+        if address == str(containerd_socket) if containerd_socket else address.endswith(OUR_SOCKET_TAIL):
             pids.append(int(proc.name))
     return pids
 
@@ -181,6 +186,31 @@ def _nft_tables() -> list[str]:
         for line in listing.splitlines()
         if line.split()[-1:] in (["kube-proxy"], [NFT_TABLE])
     ]
+
+
+def _all_nft_tables() -> set[str]:
+    return {line.split(None, 1)[1] for line in _run("nft", "list", "tables", check=False).stdout.splitlines()}
+
+
+def _remember_nft_tables() -> None:
+    """Note the machine's nftables tables before a node first runs on it (kept: a killed run's tables must
+    not count as the machine's own)."""
+    note = node_cache() / "nft-tables-before.json"
+    if not note.exists():
+        note.write_text(json.dumps(sorted(_all_nft_tables())))
+
+
+def _delete_new_empty_tables() -> None:
+    """The kubelet's iptables calls create the standard tables (ip/ip6 filter, nat, mangle) through
+    iptables-nft; once our chains are gone, delete those that did not exist before and hold no rule."""
+    note = node_cache() / "nft-tables-before.json"
+    if not note.exists():
+        return
+    before = set(json.loads(note.read_text()))
+    for table in _all_nft_tables() - before:
+        listing = json.loads(_run("nft", "-j", "list", "table", *table.split(), check=False).stdout or "{}")
+        if not any("rule" in item for item in listing.get("nftables", [])):
+            _run("nft", "delete", "table", *table.split(), check=False)
 
 
 def leftovers(state_dir: Path | None = None) -> list[str]:
@@ -227,16 +257,21 @@ def cleanup(state_dir: Path | None = None, containerd_socket: Path | None = None
     _run("ip", "addr", "delete", f"{NODE_IP}/32", "dev", "lo", check=False)
     for table in _nft_tables():
         _run("nft", "delete", "table", *table.split(), check=False)
+    # containerd 1.6 keeps its shims' sockets in /run/containerd/s whatever its state directory.
+    for directory in ("/run/containerd/s", "/run/containerd"):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
     for tool in ("iptables", "ip6tables"):
         for table, chains in _iptables_kube_chains(tool).items():
             # Rules elsewhere that jump to a KUBE- chain first, then the chains themselves.
             for rule in _run(tool, "-w", "-t", table, "-S").stdout.splitlines():
                 if rule.startswith("-A ") and not rule.startswith("-A KUBE-") and "KUBE-" in rule:
-                    _run(tool, "-w", "-t", table, *rule.replace("-A ", "-D ", 1).split(), check=False)
+                    _run(tool, "-w", "-t", table, *shlex.split(rule.replace("-A ", "-D ", 1)), check=False)
             for chain in chains:
                 _run(tool, "-w", "-t", table, "-F", chain, check=False)
             for chain in chains:
                 _run(tool, "-w", "-t", table, "-X", chain, check=False)
+    _delete_new_empty_tables()
 
 
 # -- the node -----------------------------------------------------------------------------------------------
@@ -289,12 +324,14 @@ class Node:
 
     def start(self, timeout: float = 180) -> None:
         """Start containerd, the kubelet and kube-proxy, wait for the node to be Ready, then deploy CoreDNS
-        and wait for it. On failure stops what it started and raises NodeError with the failing log's tail."""
+        and metrics-server and wait for them. On failure stops what it started and raises NodeError with the
+        failing log's tail."""
         deadline = time.monotonic() + timeout
         try:
             self._start(deadline)
         except BaseException:
-            self.stop()
+            with contextlib.suppress(NodeError):  # the start's error is the one to report
+                self.stop()
             raise
 
     def _start(self, deadline: float) -> None:
@@ -305,13 +342,16 @@ class Node:
         self._spawn("containerd", ["containerd", "--config", str(self.state_dir / "containerd.toml")])
         self._wait("containerd", deadline, lambda: self.ctr("version", check=False).returncode == 0)
         self.import_image_archive(build_scratch_image_archive(self.bin_dir, "pause", PAUSE_IMAGE))
-        self.import_image_archive(build_scratch_image_archive(self.bin_dir, "coredns", COREDNS_IMAGE))
+        for program, image in (("coredns", COREDNS_IMAGE), ("metrics-server", METRICS_SERVER_IMAGE)):
+            self.import_image_archive(build_scratch_image_archive(self.bin_dir, program, image))
         self._write_kubelet_config()
         self._spawn("kubelet", self._kubelet_args())
         self._spawn("kube-proxy", self._kube_proxy_args())
         self._wait("kubelet", deadline, self._node_ready)
         self.plane.kubectl("apply", "-f", "-", input=coredns_manifest())
-        self._wait("kubelet", deadline, self._dns_ready)
+        self.plane.kubectl("apply", "-f", "-", input=metrics_server_manifest())
+        self._wait("kubelet", deadline, lambda: self._deployment_ready("coredns"))
+        self._wait("kubelet", deadline, lambda: self._deployment_ready("metrics-server"))
 
     def stop(self) -> None:
         """Stop every process of the node and remove everything else it made (see `cleanup`); raises
@@ -388,9 +428,9 @@ class Node:
         )  # fmt: skip
         return result.stdout.strip() == "True"
 
-    def _dns_ready(self) -> bool:
+    def _deployment_ready(self, name: str) -> bool:
         result = self.plane.kubectl(
-            "-n", "kube-system", "get", "deployment", "coredns", "-o", "jsonpath={.status.readyReplicas}",
+            "-n", "kube-system", "get", "deployment", name, "-o", "jsonpath={.status.readyReplicas}",
             check=False,
         )  # fmt: skip
         return result.stdout.strip() == "1"
@@ -403,6 +443,7 @@ class Node:
         for hierarchy in Path("/sys/fs/cgroup").iterdir():
             if (hierarchy / "cgroup.procs").exists() and not (hierarchy / "cgroup.controllers").exists():
                 (hierarchy / CGROUP_ROOT).mkdir(exist_ok=True)
+        _remember_nft_tables()
         for key, value in SYSCTLS.items():
             path = Path("/proc/sys") / key
             self.sysctls_before[key] = path.read_text().strip()
@@ -410,9 +451,9 @@ class Node:
         (self.state_dir / "sysctls-before.json").write_text(json.dumps(self.sysctls_before))
         # ip_forward=1 is machine-wide: make sure nothing from the pod range is forwarded anywhere else.
         guard = (
-            f"table ip {NFT_TABLE} {{ chain forward {{ type filter hook forward priority -10; "
-            f"ip saddr {ADDRESS_RANGE} ip daddr != {ADDRESS_RANGE} drop; "
-            f"ip daddr {ADDRESS_RANGE} ip saddr != {ADDRESS_RANGE} drop; }} }}"
+            f"table ip {NFT_TABLE} {{\n  chain forward {{\n    type filter hook forward priority -10;\n"
+            f"    ip saddr {ADDRESS_RANGE} ip daddr != {ADDRESS_RANGE} drop\n"
+            f"    ip daddr {ADDRESS_RANGE} ip saddr != {ADDRESS_RANGE} drop\n  }}\n}}\n"
         )
         _run("nft", "-f", "-", input=guard)
 
@@ -456,7 +497,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   sandbox_image = "{PAUSE_IMAGE}"
   # No CAP_SYS_RESOURCE here: a negative oom_score_adj for the sandbox fails in runc.
   restrict_oom_score_adj = true
-  enable_cdi = false
   [{cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -518,6 +558,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "clusterDomain": CLUSTER_DOMAIN,
             "clusterDNS": [DNS_SERVICE_IP],
             "resolvConf": str(self.state_dir / "resolv.conf"),
+            "podLogsDir": str(self.state_dir / "pod-logs"),
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
             "failSwapOn": False,
             # A shared build machine's disk is often past the default thresholds: evict only when truly
@@ -576,7 +617,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         key = key or archive.with_suffix(".key").read_text().strip()
         name = archive.with_suffix(".name").read_text().strip()
         marker = node_cache() / "imported" / re.sub(r"[^a-zA-Z0-9.-]+", "_", name)
-        if marker.exists() and marker.read_text() == key and name in self.images():
+        if marker.exists() and marker.read_text().strip() == key and name in self.images():
             return False
         self.ctr("images", "import", "--no-unpack=false", "--snapshotter", "overlayfs", str(archive))
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -734,6 +775,118 @@ def coredns_manifest() -> str:
                     {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": DNS_PORT},
                     {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": DNS_PORT},
                 ],
+            },
+        },
+    ]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+
+
+def metrics_server_manifest() -> str:
+    """metrics-server (kubectl top, the HPA's resource metrics): RBAC, Deployment, Service and the
+    v1beta1.metrics.k8s.io APIService. It reads the kubelets' /metrics/resource by InternalIP and checks their
+    certificates against the cluster CA (the kube-root-ca.crt ConfigMap every namespace has)."""
+    ns, rbac, name = "kube-system", "rbac.authorization.k8s.io/v1", "metrics-server"
+    labels = {"k8s-app": name}
+    account = [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+
+    def binding(kind: str, role_kind: str, role: str, namespace: str | None = None) -> dict[str, Any]:
+        metadata = {"name": f"{name}:{role.split(':')[-1]}"} | ({"namespace": namespace} if namespace else {})
+        return {
+            "apiVersion": rbac,
+            "kind": kind,
+            "metadata": metadata,
+            "roleRef": {"apiGroup": rbac.split("/")[0], "kind": role_kind, "name": role},
+            "subjects": account,
+        }
+
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": f"system:{name}"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
+            ],
+        },
+        binding("ClusterRoleBinding", "ClusterRole", f"system:{name}"),
+        binding("ClusterRoleBinding", "ClusterRole", "system:auth-delegator"),
+        binding("RoleBinding", "Role", "extension-apiserver-authentication-reader", ns),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": name,
+                                "image": METRICS_SERVER_IMAGE,
+                                "imagePullPolicy": "Never",
+                                "args": [
+                                    "--secure-port=4443",
+                                    "--cert-dir=/tmp",
+                                    "--kubelet-preferred-address-types=InternalIP",
+                                    "--kubelet-certificate-authority=/etc/cluster-ca/ca.crt",
+                                    "--metric-resolution=15s",
+                                ],
+                                "ports": [{"containerPort": 4443, "name": "https"}],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"memory": "256Mi"},
+                                },
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
+                                    "periodSeconds": 5,
+                                },
+                                "volumeMounts": [
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                    {"name": "cluster-ca", "mountPath": "/etc/cluster-ca"},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "tmp", "emptyDir": {}},
+                            {"name": "cluster-ca", "configMap": {"name": "kube-root-ca.crt"}},
+                        ],
+                    },
+                },
+            },
+        },  # fmt: skip
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"selector": labels, "ports": [{"name": "https", "port": 443, "targetPort": "https"}]},
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": "v1beta1.metrics.k8s.io"},
+            "spec": {
+                "group": "metrics.k8s.io",
+                "version": "v1beta1",
+                "service": {"name": name, "namespace": ns},
+                # metrics-server serves a self-signed certificate (upstream's manifest does the same).
+                "insecureSkipTLSVerify": True,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
             },
         },
     ]

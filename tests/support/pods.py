@@ -7,6 +7,8 @@ import subprocess
 import time
 from typing import Any
 
+import pytest
+
 from tests.support.controlplane import ControlPlane
 
 # What the operator's pods get too: non-root, a read-only root, no capabilities, RuntimeDefault seccomp.
@@ -104,3 +106,12 @@ def port_forward(
         proc.kill()
         raise AssertionError(f"port-forward failed: {line}{proc.communicate()[1]}")
     return proc, int(line.split("127.0.0.1:")[1].split()[0])
+
+
+def announce(config: pytest.Config, line: str) -> None:
+    """A line in pytest's output even when output is captured (timings the CI log should show)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\ntests/cluster: {line}")
