@@ -159,7 +159,7 @@ def test_pods_are_locked_down_and_no_secret_value_leaks_into_configmaps_status_e
     kubectl.wait_phase("chatfrontend", "chat", "Ready", timeout=90)
 
     deployments = kubectl.items("deployments")
-    assert {d["metadata"]["name"] for d in deployments} == {"godel", "chat"}
+    assert {d["metadata"]["name"] for d in deployments} == {"godel", "chat-frontend"}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True

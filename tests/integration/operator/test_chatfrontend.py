@@ -87,7 +87,7 @@ def test_every_frontend_pod_signs_sessions_with_one_operator_made_key_that_is_ke
     key = base64.b64decode(secret["data"]["secret-key"])
     assert len(key) >= 32
     assert secret["metadata"]["ownerReferences"][0]["name"] == "godel-chat"
-    pod = kubectl.get("deployment", "godel-chat")["spec"]["template"]["spec"]
+    pod = kubectl.get("deployment", "godel-chat-frontend")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("valueFrom") for e in pod["containers"][0]["env"]}
     assert env["KUBECHAT_FRONTEND_SECRET_KEY"] == {
         "secretKeyRef": {"name": "godel-chat-session", "key": "secret-key"}

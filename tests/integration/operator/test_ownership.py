@@ -23,6 +23,7 @@ kind: ChatFrontend
 metadata: {name: %(name)s}
 spec:
   models: [{name: %(model)s}]
+  store: {volume: EmptyDir}  # this control plane has no storage provisioner for the history claim
 """
 USER_SERVICE = """
 apiVersion: v1

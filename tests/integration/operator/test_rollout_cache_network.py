@@ -108,7 +108,7 @@ def test_only_the_models_frontends_are_admitted_by_its_network_policy(
     kubectl.apply(chat_model("guarded"))
     kubectl.apply(
         "apiVersion: kubechat.dev/v1alpha1\nkind: ChatFrontend\nmetadata: {name: shop}\n"
-        "spec: {models: [{name: guarded}]}\n"
+        "spec: {models: [{name: guarded}], store: {volume: EmptyDir}}\n"
     )
     kubectl.wait_phase("chatfrontend", "shop", "Ready", timeout=60)
     policy = kubectl.get("networkpolicy", "guarded")
