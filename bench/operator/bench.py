@@ -30,6 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
+from kubernetes.client.rest import ApiException  # noqa: E402
+
 from kubechat_operator.builders import build_model_children  # noqa: E402
 from kubechat_operator.config import OperatorConfig  # noqa: E402
 from kubechat_operator.kube import Kube  # noqa: E402
@@ -73,10 +75,20 @@ def process_usage(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def _answered(check) -> bool:  # noqa: ANN001
+    """check(), with an apiserver too busy to answer (a 5xx such as a 504 under load) counted as not yet."""
+    try:
+        return check()
+    except ApiException as exc:
+        if exc.status and exc.status >= 500:
+            return False
+        raise
+
+
 def wait_all(check, timeout: float, on_tick=None) -> float:  # noqa: ANN001
     """Poll check() once a second until it is true; the seconds it took."""
     start = time.monotonic()
-    while not check():
+    while not _answered(check):
         if on_tick:
             on_tick()
         if time.monotonic() - start > timeout:

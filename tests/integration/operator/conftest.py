@@ -58,3 +58,15 @@ def start_operator(
 def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
     """One running operator for the test's namespace."""
     return start_operator()
+
+
+@pytest.fixture
+def kwok_paused(control_plane: ControlPlane) -> Iterator[None]:
+    """No kubelet stand-in for the test's length (keep it well under the node monitor's 40 s grace): new
+    pods stay Pending on their node with no container started, deleted pods stay Terminating, as on a node
+    that is busy mounting volumes or draining."""
+    control_plane.stop_components("kwok")
+    try:
+        yield
+    finally:
+        control_plane.start_components("kwok")

@@ -61,9 +61,10 @@ def test_a_chatmodel_and_a_chatfrontend_of_one_name_each_get_their_own_children(
     assert _controller(kubectl, "configmap", "foo-config") == ("ChatModel", "foo")
     assert _controller(kubectl, "configmap", "foo-frontend-config") == ("ChatFrontend", "foo")
 
-    # Deleting one kind's resource leaves the other's children alone (the garbage collector follows uids).
+    # Deleting one kind's resource leaves the other's children alone (the garbage collector follows uids;
+    # it may first need its periodic discovery resync, up to 30 s, to learn CRDs installed just before).
     kubectl("delete", "chatfrontend", "foo", "--wait=true")
-    wait_until(lambda: kubectl.get("deployment", "foo-frontend") is None, 30, "frontend children collected")
+    wait_until(lambda: kubectl.get("deployment", "foo-frontend") is None, 90, "frontend children collected")
     assert kubectl.get("configmap", "foo-config") is not None
     assert kubectl.status("chatmodel", "foo")["phase"] == "Ready"
 

@@ -4,12 +4,9 @@ updates status without a full reconcile, and a pod stuck on a volume shows the v
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from operator_harness import Kubectl, OperatorProcess, wait_until
-
-from tests.support.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
@@ -43,17 +40,6 @@ def test_unrelated_config_maps_never_reach_the_operator(kubectl: Kubectl, operat
     )
     wait_until(lambda: operator.metric(CONFIG_MAP_EVENTS) > before, 30, "the marker's event")
     assert operator.metric(CONFIG_MAP_EVENTS) == before + 1
-
-
-@pytest.fixture
-def kwok_paused(control_plane: ControlPlane) -> Iterator[None]:
-    """No kubelet stand-in: scheduled pods stay Pending with no container started, as while a node mounts
-    their volumes."""
-    control_plane.stop_components("kwok")
-    try:
-        yield
-    finally:
-        control_plane.start_components("kwok")
 
 
 def _pending_pod(kubectl: Kubectl, model: str) -> dict:
