@@ -41,6 +41,16 @@ def wait_ready_is(kubectl: Kubectl, name: str, value: str, timeout: float = 60) 
     )
 
 
+def wait_recovered(kubectl: Kubectl, name: str, timeout: float = 90) -> dict:
+    """Ready=True and phase Ready: while the surge pod is up and the broken one not yet gone, Ready is
+    already True (the model answers) but the phase still says Progressing or Degraded."""
+    return wait_until(
+        lambda: (c := ready_condition(kubectl, name)).get("status") == "True" and c["phase"] == "Ready" and c,
+        timeout,
+        f"{name} Ready=True, phase Ready",
+    )
+
+
 @pytest.mark.parametrize(
     ("fault", "reason", "says"),
     [
@@ -62,7 +72,7 @@ def test_pod_fault_is_ready_false_with_an_actionable_reason_and_recovers_when_fi
 
     kubectl.apply(chat_model("faulty"))  # the fix: no fault on the new pods
     try:
-        fixed = wait_ready_is(kubectl, "faulty", "True", 90)
+        fixed = wait_recovered(kubectl, "faulty")
     except AssertionError:
         print(kubectl("get", "deployments,replicasets,pods", "-o", "yaml").stdout[-6000:])
         raise
@@ -83,7 +93,7 @@ def test_gpu_request_nothing_can_satisfy_is_ready_false_and_recovers_when_lowere
     assert "Insufficient nvidia.com/gpu" in ready["message"], ready["message"]
 
     kubectl.apply(chat_model("greedy", "  resources: {gpu: {count: 1}}\n"))
-    assert wait_ready_is(kubectl, "greedy", "True", 90)["phase"] == "Ready"
+    assert wait_recovered(kubectl, "greedy")["phase"] == "Ready"
 
 
 def test_one_crash_looping_replica_of_two_is_not_reported_ready(
