@@ -64,11 +64,14 @@ def operator(real_cluster: Cluster, images: dict[str, str]) -> Iterator[str]:
     """The chart installed with its default values: the operator runs from Dockerfile.operator's image."""
     plane = real_cluster.plane
     subprocess_env = plane.env()
-    subprocess.run(
+    installed = subprocess.run(
         [str(plane.bin_dir / "helm"), "upgrade", "--install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE,
          "--create-namespace", "--wait", "--timeout=300s"],
-        env=subprocess_env, check=True, capture_output=True, text=True,
+        env=subprocess_env, check=False, capture_output=True, text=True,
     )  # fmt: skip
+    if installed.returncode != 0:
+        pods = plane.kubectl("-n", RELEASE_NAMESPACE, "get", "pods,events", "-o", "wide", check=False).stdout
+        pytest.fail(f"helm install failed: {installed.stderr[-2000:]}\n{pods[-4000:]}")
     try:
         yield RELEASE_NAMESPACE
     finally:
