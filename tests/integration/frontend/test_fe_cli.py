@@ -130,7 +130,11 @@ def chatfrontend_without_pods(control_plane, namespace) -> str:
                 "spec": {"models": [{"name": "m", "default": True}]}}  # fmt: skip
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo-frontend"},
                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}  # fmt: skip
-    for manifest in (frontend, service):
+    # No selector, so the endpoints controller leaves alone this Endpoints without addresses (as for a
+    # frontend whose pods are not ready yet).
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "demo-frontend"},
+                 "subsets": []}  # fmt: skip
+    for manifest in (frontend, service, endpoints):
         control_plane.kubectl("apply", f"--namespace={namespace}", "-f", "-", input=json.dumps(manifest))
     return namespace
 
@@ -147,7 +151,7 @@ def test_terminal_chat_reaches_a_chatfrontend_by_name_through_the_apiserver(
         chat.sendline("hello")
         # The apiserver authenticated the kubeconfig's client certificate and proxied to the Service's port
         # named http, which has no endpoints yet; its own refusal is shown, and the client keeps running.
-        chat.expect_exact('error: no endpoints available for service "demo-frontend" (HTTP 503)')
+        chat.expect_exact('error: no endpoints available for service "demo-frontend" (HTTP 503)', timeout=30)
         chat.expect_exact(PROMPT)
         chat.sendeof()
         chat.expect(pexpect.EOF)
