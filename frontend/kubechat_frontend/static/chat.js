@@ -86,7 +86,7 @@
     message.appendChild(badge);
   }
 
-  function showError(message, text, error) {
+  function showError(message, text, error, regenerate = false) {
     message.classList.add("error");
     const bubble = message.querySelector(".bubble");
     bubble.replaceChildren();
@@ -106,7 +106,7 @@
       });
     } else {
       retry.textContent = "Retry";
-      retry.addEventListener("click", () => { message.remove(); send(text, false); });
+      retry.addEventListener("click", () => { message.remove(); send(text, false, regenerate); });
     }
     bubble.append(p, retry);
     announce(p.textContent);
@@ -159,8 +159,28 @@
     }
   }
 
-  async function send(text, showQuestion = true) {
+  // The last answer can be asked for again: the server answers the same question anew and replaces the old
+  // answer only once the new one is saved.
+  function placeRegenerate() {
+    for (const old of messages.querySelectorAll("button.regenerate")) old.remove();
+    const last = messages.lastElementChild;
+    if (!last || !last.matches(".message.assistant:not(.greeting):not(.error):not(.pending)")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link regenerate";
+    button.textContent = "Regenerate";
+    button.title = "Answer the last question again";
+    button.addEventListener("click", () => {
+      if (controller) return;
+      last.remove();
+      send(null, false, true);
+    });
+    last.appendChild(button);
+  }
+
+  async function send(text, showQuestion = true, regenerate = false) {
     if (controller) return;
+    for (const old of messages.querySelectorAll("button.regenerate")) old.remove();
     if (showQuestion !== false) addMessage("user", text);
     const answer = addMessage("assistant pending", "");
     const bubble = answer.querySelector(".bubble");
@@ -173,7 +193,7 @@
       const response = await fetch("/chat/send", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
-        body: JSON.stringify({ message: text }),
+        body: JSON.stringify(regenerate ? { regenerate: true } : { message: text }),
         signal: controller.signal,
       });
       if (!response.ok) {
@@ -209,11 +229,12 @@
         answer.classList.add("stopped");
         if (answerText) conversationSaved();
       } else {
-        showError(answer, text, error instanceof TypeError ? { message: "Could not reach the server." } : error);
+        showError(answer, text, error instanceof TypeError ? { message: "Could not reach the server." } : error, regenerate);
       }
     } finally {
       controller = null;
       setBusy(false);
+      placeRegenerate();
       scrollToEnd();
       prompt.focus();
     }
@@ -264,6 +285,7 @@
 
   // Server-rendered history arrives as escaped text; give it the same formatting as live answers.
   for (const bubble of document.querySelectorAll("[data-markdown]")) renderMarkdown(bubble, bubble.textContent.trim());
+  placeRegenerate();
   scrollToEnd(true);
   prompt.focus();
 })();
