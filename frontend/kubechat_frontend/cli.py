@@ -1,122 +1,122 @@
-"""Command lines: `kubechat chat URL` (an interactive terminal chat) and `kubechat-frontend` (the server)."""
+"""Command lines: `kubechat chat URL|NAME` (an interactive terminal chat) and `kubechat-frontend` (the
+server)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.text import Text
 
-DIM, RED, BOLD, RESET = "\033[2m", "\033[31m", "\033[1m", "\033[0m"
+from kubechat_frontend.chat_client import ChatClient, ChatError
+from kubechat_frontend.cluster_target import Target, TargetError, looks_like_url, resolve
 
-HELP = """Type a message and press Enter. Commands:
+HELP = """Type a message and press Enter (arrows edit the line and walk the history). Commands:
   /new   end this conversation and start another
   /end   end (delete) this conversation and quit
   /quit  quit, keeping the conversation (Ctrl-D too)
 Ctrl-C while an answer streams stops it."""
 
 
-class ChatError(Exception):
-    """The frontend refused or failed; the message is meant for the user."""
+def history_path() -> Path:
+    """Lines typed in earlier runs, for the Up arrow and Ctrl-R (XDG state directory, like a shell's)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "kubechat" / "history"
 
 
-class ChatClient:
-    """The frontend's JSON API, streamed."""
+class LineReader:
+    """The prompt: prompt_toolkit line editing and history on a terminal, plain reads on a pipe."""
 
-    def __init__(self, url: str, api_key: str = "", model: str = "", persona: str = "") -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(300, connect=10)
-        )
-        self.model = model
-        self.persona = persona
-        self.session_id = ""
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._session = None
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from prompt_toolkit import PromptSession
+            from prompt_toolkit.history import FileHistory
 
-    def stream(self, message: str) -> Iterator[dict[str, Any]]:
-        """The answer's events (`meta`, `delta`, `done`); `ChatError` for refusals and broken streams."""
-        body: dict[str, Any] = {"message": message}
-        if self.session_id:
-            body["session_id"] = self.session_id
-        else:
-            body.update({k: v for k, v in (("model", self.model), ("persona", self.persona)) if v})
-        try:
-            with self._http.stream("POST", "/api/chat/stream", json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise ChatError(describe_error(response))
-                for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    event = json.loads(line[5:])
-                    if event["type"] == "error":
-                        raise ChatError(event.get("message", "the answer broke off"))
-                    if event["type"] == "meta":
-                        self.session_id = event["session_id"]
-                    yield event
-        except httpx.HTTPError as error:
-            raise ChatError(f"cannot reach {self._http.base_url}: {error}") from error
+            path = history_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._session = PromptSession(history=FileHistory(str(path)))
 
-    def end(self) -> None:
-        """End (delete) the current conversation on the server."""
-        if self.session_id:
-            response = self._http.delete(f"/api/sessions/{self.session_id}")
-            if response.status_code not in (204, 404):
-                raise ChatError(describe_error(response))
-            self.session_id = ""
+    def read(self) -> str:
+        """The next line; EOFError at Ctrl-D or end of input, KeyboardInterrupt at Ctrl-C."""
+        if self._session is not None:
+            from prompt_toolkit.formatted_text import HTML
 
-    def close(self) -> None:
-        self._http.close()
+            bold = not os.environ.get("NO_COLOR")
+            return self._session.prompt(HTML("<b>you&gt;</b> ") if bold else "you> ")
+        self._console.print("you> ", end="", markup=False, highlight=False)
+        return input()
 
 
-def describe_error(response: httpx.Response) -> str:
+def print_answer(client: ChatClient, message: str, console: Console) -> None:
+    """Stream one answer: rendered as markdown while it arrives on a terminal, plain text on a pipe; then the
+    pod/node badge (or the error, or `[stopped]` after Ctrl-C)."""
+    origin, text, badge = "", "", ""
+    live = (
+        Live(console=console, refresh_per_second=8, vertical_overflow="ellipsis")
+        if console.is_terminal
+        else None
+    )
     try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:200] or response.reason_phrase
-    retry = response.headers.get("Retry-After")
-    return f"{message} (HTTP {response.status_code}{f', retry after {retry} s' if retry else ''})"
-
-
-def print_answer(client: ChatClient, message: str, color: bool) -> None:
-    """Stream one answer to stdout as it arrives, then its pod/node badge."""
-    dim, red, reset = (DIM, RED, RESET) if color else ("", "", "")
-    origin = ""
-    try:
+        if live:
+            live.start()
         for event in client.stream(message):
             if event["type"] == "meta":
                 origin = f"{event.get('pod') or '?'} · {event.get('node') or '?'}"
             elif event["type"] == "delta":
-                sys.stdout.write(event["text"])
-                sys.stdout.flush()
-        sys.stdout.write(f"\n{dim}[{origin}]{reset}\n" if origin else "\n")
+                text += event["text"]
+                if live:
+                    live.update(Markdown(text))
+                else:
+                    console.file.write(event["text"])
+                    console.file.flush()
+        badge = f"[{origin}]" if origin else ""
     except KeyboardInterrupt:
-        sys.stdout.write(f"\n{dim}[stopped]{reset}\n")
+        badge = "[stopped]"
     except ChatError as error:
-        sys.stdout.write(f"\n{red}error: {error}{reset}\n")
-    sys.stdout.flush()
+        badge = f"error: {error}"
+    finally:
+        if live:
+            live.stop()  # draws the whole answer once more, past the screen's height if need be
+        elif text:
+            console.file.write("\n")
+    style = "red" if badge.startswith("error:") else "dim"
+    if badge:
+        console.print(Text(badge, style=style))
 
 
 def chat(args: argparse.Namespace) -> int:
-    client = ChatClient(
-        args.url, args.api_key or os.environ.get("KUBECHAT_API_KEY", ""), args.model, args.persona
-    )
+    api_key = args.api_key or os.environ.get("KUBECHAT_API_KEY", "")
+    try:
+        target = (
+            Target(url=args.target, label=args.target)
+            if looks_like_url(args.target)
+            else resolve(args.target, args.namespace, args.kubeconfig, args.context)
+        )
+    except TargetError as error:
+        print(f"kubechat: {error}", file=sys.stderr)
+        return 1
+    client = ChatClient(target, api_key, args.model, args.persona)
     client.session_id = args.session or ""
-    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    bold, reset = (BOLD, RESET) if color else ("", "")
+    console = Console(highlight=False)
+    reader = LineReader(console)
     if sys.stdin.isatty():
-        print(f"Chatting with {args.url}. /help for commands.")
+        console.print(f"Chatting with {target.label}. /help for commands.", markup=False)
     try:
         while True:
             try:
-                line = input(f"{bold}you>{reset} ")
+                line = reader.read()
             except EOFError:
-                print()
+                console.print()
                 break
             text = line.strip()
             if not text:
@@ -124,38 +124,50 @@ def chat(args: argparse.Namespace) -> int:
             if text in ("/quit", "/exit"):
                 break
             if text == "/help":
-                print(HELP)
+                console.print(HELP, markup=False)
             elif text in ("/new", "/end"):
                 try:
                     client.end()
                 except ChatError as error:
-                    print(f"error: {error}")
+                    console.print(Text(f"error: {error}", style="red"))
                 if text == "/end":
-                    print("Conversation ended.")
+                    console.print("Conversation ended.")
                     return 0
-                print("New conversation.")
+                console.print("New conversation.")
             else:
-                sys.stdout.write(f"{bold}bot>{reset} ")
-                print_answer(client, line, color)
+                console.print(Text("bot> ", style="bold"))
+                print_answer(client, line, console)
     except KeyboardInterrupt:
-        print()
+        console.print()
     finally:
         client.close()
     if client.session_id:
-        print(f"Session {client.session_id} kept; resume with --session {client.session_id}")
+        console.print(
+            f"Session {client.session_id} kept; resume with --session {client.session_id}", markup=False
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`kubechat chat URL`: chat with a ChatFrontend from the terminal, answers streamed as written."""
+    """`kubechat chat URL|NAME`: chat with a ChatFrontend from the terminal, answers streamed as written."""
     parser = argparse.ArgumentParser(prog="kubechat", description="kubechat command line")
     commands = parser.add_subparsers(dest="command", required=True)
     chat_cmd = commands.add_parser("chat", help="chat with a ChatFrontend in the terminal")
-    chat_cmd.add_argument("url", help="the ChatFrontend's URL, e.g. http://localhost:8080")
+    chat_cmd.add_argument(
+        "target",
+        metavar="URL|NAME",
+        help="the frontend's URL (http://localhost:8080), or a ChatFrontend's name, reached through the "
+        "kubeconfig and the apiserver's service proxy",
+    )
     chat_cmd.add_argument("--model", default="", help="model to talk to (default: the frontend's default)")
     chat_cmd.add_argument("--persona", default="", help="persona to start the conversation with")
     chat_cmd.add_argument("--api-key", default="", help="API key (default: $KUBECHAT_API_KEY)")
     chat_cmd.add_argument("--session", default="", help="resume this session id")
+    chat_cmd.add_argument("-n", "--namespace", default="", help="NAME's namespace (default: the context's)")
+    chat_cmd.add_argument(
+        "--kubeconfig", default="", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
+    chat_cmd.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
     args = parser.parse_args(argv)
     return chat(args)
 

@@ -81,14 +81,24 @@ class Turn:
         stream: bool = True,
         model: str | None = None,
         persona: dict[str, Any] | None = None,
+        regenerate: bool = False,
     ) -> None:
-        """`model` and `persona` override the conversation's (the seed gateway names them per request)."""
+        """`model` and `persona` override the conversation's (the seed gateway names them per request).
+        `regenerate`: answer the last question again (`text` is ignored); the new answer replaces the old
+        turn when it is saved, so a failed regeneration loses nothing."""
         self.conversation = conversation
         self._store = services.store
         self._save_retries = services.settings["SAVE_RETRIES"]
         self.saved = True
+        self._replace_last = 2 if regenerate else 0
+        history = self._store.messages(
+            conversation.id, last=services.settings["MAX_HISTORY_TURNS"] * 2 + self._replace_last
+        )
+        if regenerate:
+            if len(history) < 2 or (history[-2].role, history[-1].role) != ("user", "assistant"):
+                raise ApiError(409, "There is no answer to regenerate yet.", "nothing_to_regenerate")
+            text, history = history[-2].content, history[:-2]
         self._text = text
-        history = self._store.messages(conversation.id, last=services.settings["MAX_HISTORY_TURNS"] * 2)
         prompt = [{"role": m.role, "content": m.content} for m in history] + [
             {"role": "user", "content": text}
         ]
@@ -147,7 +157,7 @@ class Turn:
         failure = ""
         for pause in (*SAVE_BACKOFF_S[: self._save_retries], None):
             try:
-                self._store.add_messages(self.conversation.id, turn)
+                self._store.add_messages(self.conversation.id, turn, replace_last=self._replace_last)
                 return True
             except Exception as error:  # any driver's error: the store is down, the answer must not be
                 failure = f"{type(error).__name__}: {error}"

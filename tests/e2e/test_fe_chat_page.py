@@ -203,3 +203,34 @@ def test_model_outage_shows_the_error_with_retry_and_keeps_the_history(browser, 
             users = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")]
             assert users == ["before the outage"]
             assert len(browser.find_elements(By.CSS_SELECTOR, ANSWER + " .badge")) == 1
+
+
+def test_regenerate_answers_the_last_question_again_and_replaces_its_answer(browser, frontend, model_server):
+    browser.get(frontend.url)
+    assert browser.find_elements(By.CSS_SELECTOR, "button.regenerate") == []  # nothing to regenerate yet
+    prompt = browser.find_element(By.ID, "prompt")
+    prompt.send_keys("First question" + Keys.ENTER)
+    wait_answer_done(browser, 1)
+    prompt.send_keys("Second question" + Keys.ENTER)
+    wait_answer_done(browser, 2)
+    # Only the last answer offers it.
+    buttons = browser.find_elements(By.CSS_SELECTOR, "button.regenerate")
+    assert len(buttons) == 1
+    assert buttons[0].find_element(By.XPATH, "..") == browser.find_elements(By.CSS_SELECTOR, ANSWER)[-1]
+    buttons[0].click()
+    WebDriverWait(browser, 60).until(
+        lambda b: (
+            b.find_elements(By.CSS_SELECTOR, ANSWER + ".done ~ " + ANSWER + ".done")
+            and b.find_elements(By.CSS_SELECTOR, "button.regenerate")
+        )
+    )
+    errors = browser.find_elements(By.CSS_SELECTOR, ".message.error")
+    assert not errors, errors[0].text
+    live = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message:not(.greeting) .bubble")]
+    assert live[::2] == ["First question", "Second question"] and len(live) == 4
+
+    # Saved in place of the old answer: after a reload the same two questions, each answered once.
+    browser.refresh()
+    stored = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message:not(.greeting) .bubble")]
+    assert stored == live
+    assert len(browser.find_elements(By.CSS_SELECTOR, ANSWER + " .badge")) == 2

@@ -86,17 +86,26 @@ def end() -> Response:
 
 @bp.post("/chat/send")
 def send() -> Response:
-    """The page's script posts `{message}` here (CSRF token in a header) and reads the answer as events."""
+    """The page's script posts `{message}` here (CSRF token in a header) and reads the answer as events;
+    `{regenerate: true}` answers the last question again, replacing the last answer once the new one is
+    saved."""
     limit_page_client()
     svc = services()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", "invalid_json")
-    text = conversations.validate_message(body.get("message"), svc.settings["MAX_MESSAGE_CHARS"])
+    regenerate = body.get("regenerate") is True
+    text = (
+        ""
+        if regenerate
+        else conversations.validate_message(body.get("message"), svc.settings["MAX_MESSAGE_CHARS"])
+    )
     conversation = current_conversation()
     if conversation is None:
+        if regenerate:
+            raise ApiError(409, "There is no answer to regenerate yet.", "nothing_to_regenerate")
         conversation = conversations.start(svc, PAGE_OWNER)
         remember(conversation)
     log_fields().update(session=conversation.id, model=conversation.model)
-    turn = conversations.Turn(svc, conversation, text)
+    turn = conversations.Turn(svc, conversation, text, regenerate=regenerate)
     return conversations.sse_response(turn, log_fields())

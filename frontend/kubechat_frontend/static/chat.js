@@ -1,5 +1,5 @@
-// kubechat's chat page: streams answers from /chat/send, renders text safely (DOM nodes and textContent only,
-// never innerHTML), and keeps the page usable with a keyboard and on a phone.
+// kubechat's chat page: streams answers from /chat/send, renders markdown safely (marked, then DOMPurify, raw
+// HTML shown as text), and keeps the page usable with a keyboard and on a phone.
 "use strict";
 
 (function () {
@@ -13,51 +13,44 @@
   const newChat = document.getElementById("new-chat");
   let controller = null;
 
-  // --- Safe, basic markdown: ``` code blocks, `inline code`, **bold**, *italic*, line breaks. ---
-  function appendInline(parent, text) {
-    const pattern = /(`[^`\n]+`|\*\*[^*\n]+\*\*|\*[^*\n]+\*)/g;
-    let last = 0;
-    for (const match of text.matchAll(pattern)) {
-      appendLines(parent, text.slice(last, match.index));
-      const token = match[0];
-      let node;
-      if (token.startsWith("`")) { node = document.createElement("code"); node.textContent = token.slice(1, -1); }
-      else if (token.startsWith("**")) { node = document.createElement("strong"); node.textContent = token.slice(2, -2); }
-      else { node = document.createElement("em"); node.textContent = token.slice(1, -1); }
-      parent.appendChild(node);
-      last = match.index + token.length;
-    }
-    appendLines(parent, text.slice(last));
-  }
+  // --- Markdown: marked parses, DOMPurify sanitises, highlight.js colours code (all vendored in /static). ---
+  // Raw HTML in an answer is shown as text, not parsed: a model quoting <script> means the characters. With
+  // no html (block) or tag (inline) token, marked treats it as plain text, which it escapes; the markdown
+  // around it still renders. DOMPurify then vets what marked made.
+  const markdown = new marked.Marked({ gfm: true, breaks: true });
+  markdown.use({ tokenizer: { html() { return undefined; }, tag() { return undefined; } } });
+  // No images (a model could make the browser fetch a URL carrying the conversation); links open apart.
+  const purifyOptions = { USE_PROFILES: { html: true }, FORBID_TAGS: ["img", "style", "form", "input", "button"] };
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A") { node.setAttribute("rel", "noopener noreferrer nofollow"); node.setAttribute("target", "_blank"); }
+  });
+  hljs.configure({ ignoreUnescapedHTML: true });
 
-  function appendLines(parent, text) {
-    text.split("\n").forEach((line, i) => {
-      if (i > 0) parent.appendChild(document.createElement("br"));
-      if (line) parent.appendChild(document.createTextNode(line));
+  function addCopyButton(pre) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy";
+    button.textContent = "Copy";
+    button.setAttribute("aria-label", "Copy this code");
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(pre.querySelector("code").textContent.replace(/\n$/, ""));
+        button.textContent = "Copied";
+      } catch (_) {
+        button.textContent = "Copy failed";
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 1500);
     });
+    pre.appendChild(button);
   }
 
   function renderMarkdown(target, text) {
-    const fragment = document.createDocumentFragment();
-    text.split("```").forEach((part, i) => {
-      if (i % 2 === 1) {  // inside a fence; its first line may name the language
-        const pre = document.createElement("pre");
-        const code = document.createElement("code");
-        const newline = part.indexOf("\n");
-        const first = newline >= 0 ? part.slice(0, newline).trim() : "";
-        code.textContent = (/^[\w+-]+$/.test(first) ? part.slice(newline + 1) : part).replace(/\n$/, "");
-        pre.appendChild(code);
-        fragment.appendChild(pre);
-        return;
-      }
-      part.split(/\n{2,}/).forEach((paragraph) => {
-        if (!paragraph.trim()) return;
-        const p = document.createElement("p");
-        appendInline(p, paragraph.replace(/^\n+|\n+$/g, ""));
-        fragment.appendChild(p);
-      });
-    });
-    target.replaceChildren(fragment);
+    // Sanitised HTML is the one innerHTML on the page; everything else is built from DOM nodes.
+    target.innerHTML = DOMPurify.sanitize(markdown.parse(text), purifyOptions);
+    for (const code of target.querySelectorAll("pre > code")) {
+      hljs.highlightElement(code);
+      addCopyButton(code.parentElement);
+    }
   }
 
   // --- Messages ---
@@ -93,7 +86,7 @@
     message.appendChild(badge);
   }
 
-  function showError(message, text, error) {
+  function showError(message, text, error, regenerate = false) {
     message.classList.add("error");
     const bubble = message.querySelector(".bubble");
     bubble.replaceChildren();
@@ -113,7 +106,7 @@
       });
     } else {
       retry.textContent = "Retry";
-      retry.addEventListener("click", () => { message.remove(); send(text, false); });
+      retry.addEventListener("click", () => { message.remove(); send(text, false, regenerate); });
     }
     bubble.append(p, retry);
     announce(p.textContent);
@@ -166,8 +159,28 @@
     }
   }
 
-  async function send(text, showQuestion = true) {
+  // The last answer can be asked for again: the server answers the same question anew and replaces the old
+  // answer only once the new one is saved.
+  function placeRegenerate() {
+    for (const old of messages.querySelectorAll("button.regenerate")) old.remove();
+    const last = messages.lastElementChild;
+    if (!last || !last.matches(".message.assistant:not(.greeting):not(.error):not(.pending)")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link regenerate";
+    button.textContent = "Regenerate";
+    button.title = "Answer the last question again";
+    button.addEventListener("click", () => {
+      if (controller) return;
+      last.remove();
+      send(null, false, true);
+    });
+    last.appendChild(button);
+  }
+
+  async function send(text, showQuestion = true, regenerate = false) {
     if (controller) return;
+    for (const old of messages.querySelectorAll("button.regenerate")) old.remove();
     if (showQuestion !== false) addMessage("user", text);
     const answer = addMessage("assistant pending", "");
     const bubble = answer.querySelector(".bubble");
@@ -180,7 +193,7 @@
       const response = await fetch("/chat/send", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
-        body: JSON.stringify({ message: text }),
+        body: JSON.stringify(regenerate ? { regenerate: true } : { message: text }),
         signal: controller.signal,
       });
       if (!response.ok) {
@@ -216,11 +229,12 @@
         answer.classList.add("stopped");
         if (answerText) conversationSaved();
       } else {
-        showError(answer, text, error instanceof TypeError ? { message: "Could not reach the server." } : error);
+        showError(answer, text, error instanceof TypeError ? { message: "Could not reach the server." } : error, regenerate);
       }
     } finally {
       controller = null;
       setBusy(false);
+      placeRegenerate();
       scrollToEnd();
       prompt.focus();
     }
@@ -271,6 +285,7 @@
 
   // Server-rendered history arrives as escaped text; give it the same formatting as live answers.
   for (const bubble of document.querySelectorAll("[data-markdown]")) renderMarkdown(bubble, bubble.textContent.trim());
+  placeRegenerate();
   scrollToEnd(true);
   prompt.focus();
 })();

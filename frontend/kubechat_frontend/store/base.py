@@ -79,8 +79,10 @@ class Store(Protocol):
 
     def get_conversation(self, conversation_id: str) -> Conversation | None: ...
 
-    def add_messages(self, conversation_id: str, messages: list[Message]) -> None:
-        """Append messages in order, atomically (a turn's question and answer land together)."""
+    def add_messages(self, conversation_id: str, messages: list[Message], replace_last: int = 0) -> None:
+        """Append messages in order, atomically (a turn's question and answer land together); with
+        `replace_last`, the last that many messages go in the same step (a regenerated answer replaces the
+        old turn only once the new one is saved)."""
 
     def messages(self, conversation_id: str, last: int | None = None) -> list[Message]:
         """The conversation's messages in order; only the `last` ones when given (what a prompt keeps)."""

@@ -58,12 +58,15 @@ class RedisStore:
             created=float(fields["created"]),
         )
 
-    def add_messages(self, conversation_id: str, messages: list[Message]) -> None:
+    def add_messages(self, conversation_id: str, messages: list[Message], replace_last: int = 0) -> None:
         if messages:
-            # One RPUSH of all of them: atomic, and in order.
-            self._redis.rpush(
-                self._messages_key(conversation_id), *(json.dumps(m.to_dict()) for m in messages)
-            )
+            # One MULTI/EXEC: the replaced messages trimmed and the new ones pushed together, in order.
+            key = self._messages_key(conversation_id)
+            pipe = self._redis.pipeline()
+            if replace_last:
+                pipe.ltrim(key, 0, -(replace_last + 1))
+            pipe.rpush(key, *(json.dumps(m.to_dict()) for m in messages))
+            pipe.execute()
             self._keep(conversation_id)
 
     def messages(self, conversation_id: str, last: int | None = None) -> list[Message]:

@@ -43,9 +43,17 @@ class SqlStore:
             row = conn.execute(select(*columns).where(conversations.c.id == conversation_id)).first()
         return Conversation(*row) if row else None
 
-    def add_messages(self, conversation_id: str, new: list[Message]) -> None:
+    def add_messages(self, conversation_id: str, new: list[Message], replace_last: int = 0) -> None:
         now = time.time()
         with self.engine.begin() as conn:  # the question and its answer land together or not at all
+            if replace_last:
+                newest = (
+                    select(messages.c.id)
+                    .where(messages.c.conversation_id == conversation_id)
+                    .order_by(messages.c.id.desc())
+                    .limit(replace_last)
+                )
+                conn.execute(delete(messages).where(messages.c.id.in_(newest)))
             conn.execute(
                 insert(messages),
                 [

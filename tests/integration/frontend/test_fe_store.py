@@ -38,6 +38,17 @@ def test_a_conversation_written_by_one_replica_is_read_by_another(open_two):
     assert (history[1].pod, history[1].node) == ("p-1", "n-1")
 
 
+def test_a_regenerated_answer_replaces_only_the_last_turn(open_two):
+    first, second = open_two
+    first.create_conversation(Conversation("re", owner="page", model="m"))
+    first.add_messages("re", [Message("user", "q1"), Message("assistant", "a1")])
+    first.add_messages("re", [Message("user", "q2"), Message("assistant", "a2")])
+    second.add_messages("re", [Message("user", "q2"), Message("assistant", "a2 again")], replace_last=2)
+    assert [(m.role, m.content) for m in first.messages("re")] == [
+        ("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2 again"),
+    ]  # fmt: skip
+
+
 def test_ending_a_conversation_deletes_it_and_its_messages(open_two):
     first, second = open_two
     first.create_conversation(Conversation("gone", owner="page", model="m"))
