@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from kubechat_server.config import Persona, ServerConfig
 from kubechat_server.engine.engine import Engine
-from kubechat_server.engine.loader import LoadedModel, load_model
+from kubechat_server.engine.loader import LoadedModel
 from kubechat_server.engine.prompts import (
     BuiltPrompt,
     ContextBudgetError,
@@ -25,6 +25,7 @@ from kubechat_server.engine.prompts import (
 )
 from kubechat_server.engine.requests import GenerationRequest
 from kubechat_server.engine.sampling import SamplingParams
+from kubechat_server.engine.select import start_engine
 from kubechat_server.errors import APIError, not_ready
 from kubechat_server.metrics import ServerMetrics
 from kubechat_server.progress import ProgressReporter
@@ -73,20 +74,14 @@ class ModelService:
 
     def _load(self) -> None:
         try:
-            loaded = load_model(self.config, self.reporter)
+            loaded, engine = start_engine(self.config, self.metrics, self.reporter)
             name = choose_format(
                 self.config.prompt_format, loaded.seq2seq, loaded.model_type, loaded.has_chat_template
             )
             self.prompt_format = make_format(name, loaded.tokenizer)
             self.defaults = self._config_defaults(FAMILY_DEFAULTS[loaded.seq2seq])
             self.loaded = loaded
-            self.engine = Engine(
-                loaded,
-                self.metrics,
-                max_batch_size=self.config.max_batch_size,
-                max_queue_delay_ms=self.config.max_queue_delay_ms,
-                max_queue=self.config.max_queue,
-            )
+            self.engine = engine
             self.reporter.update("warming", "warm-up generation")
             asyncio.run(self._warm_up())
             self.reporter.update("ready", f"{self.config.model_name} ({name} prompts) on {loaded.device}")

@@ -16,29 +16,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from kubechat_server.engine.answer import Answer
 from kubechat_server.engine.loader import LoadedModel
-from kubechat_server.engine.requests import Finished, GenerationRequest, TextDelta
-from kubechat_server.engine.sampling import RowSampler, scan_stop
-
-
-class Row:
-    """One request's progress inside a batch: tokens so far, text shown so far."""
-
-    def __init__(self, request: GenerationRequest):
-        self.request = request
-        self.tokens: list[int] = []
-        self.text = ""
-        self.shown = 0
-
-    def show(self, end: int) -> None:
-        if end > self.shown:
-            if self.request.streams_text:
-                self.request.emit(TextDelta(self.text[self.shown : end]))
-            self.shown = end
-
-    def finish(self, reason: str, text: str | None = None) -> None:
-        final = self.text[: self.shown] if text is None else text
-        self.request.emit(Finished(reason, final, len(self.request.prompt_ids), len(self.tokens)))
+from kubechat_server.engine.requests import GenerationRequest
+from kubechat_server.engine.sampling import RowSampler
 
 
 class Batch:
@@ -54,7 +35,7 @@ class Batch:
         self.loaded = loaded
         self.generator = generator
         self.on_first_token = on_first_token
-        self.rows = [Row(r) for r in requests]
+        self.rows = [Answer(r, loaded.tokenizer, loaded.eos_token_ids) for r in requests]
         self.sampler = RowSampler([r.params for r in requests], generator)
         self.logits = self._prefill([r.prompt_ids for r in requests])
 
@@ -83,7 +64,7 @@ class Batch:
             self.logits = self._forward([tokens[i] for i in keep])
         return len(tokens)
 
-    def _advance(self, row: Row, token: int) -> bool:
+    def _advance(self, row: Answer, token: int) -> bool:
         """Add ``token`` to ``row``; emit what may be shown; return whether the row goes on."""
         request = row.request
         if not row.tokens:
@@ -94,27 +75,7 @@ class Batch:
         if time.monotonic() > request.deadline:
             row.finish("timeout")
             return False
-        if token in self.loaded.eos_token_ids:
-            row.show(len(row.text))
-            row.finish("stop", row.text)
-            return False
-        row.tokens.append(token)
-        scanned = len(row.text)
-        row.text = self.loaded.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        end, stopped = scan_stop(row.text, request.params.stop, start=scanned)
-        if stopped:
-            row.show(end)
-            row.finish("stop", row.text[:end])
-            return False
-        if len(row.tokens) >= request.params.max_new_tokens:
-            row.show(len(row.text))
-            row.finish("length", row.text)
-            return False
-        # A trailing U+FFFD is half of a multi-byte character: wait for the rest.
-        while end > row.shown and row.text[end - 1] == "\ufffd":
-            end -= 1
-        row.show(end)
-        return True
+        return row.add(token)
 
     def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
         raise NotImplementedError
