@@ -124,7 +124,11 @@ def _quantization_name(gguf: Path, file_type: int | None) -> str:
     try:
         from gguf import LlamaFileType
 
-        return LlamaFileType(file_type).name.removeprefix("MOSTLY_") if file_type is not None else "unknown"
+        return (
+            LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+            if file_type is not None
+            else "unknown"
+        )
     except (ImportError, ValueError):
         return gguf.stem.rsplit(".", 1)[-1]
 
