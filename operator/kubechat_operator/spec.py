@@ -147,6 +147,7 @@ class ChatModelSpec(_Spec):
     serving: Serving = Serving()
     cache: Cache | None = None
     startup_budget: str = "30m"
+    engine: Literal["auto", "transformers", "llama.cpp"] = "auto"
 
     @property
     def startup_budget_seconds(self) -> int:
