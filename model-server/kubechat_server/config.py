@@ -15,6 +15,7 @@ from typing import Any
 ARCHITECTURES = ("auto", "seq2seq", "causal")
 PROMPT_FORMATS = ("auto", "godel", "llama-2", "chat-template", "plain")
 ENGINES = ("auto", "transformers", "llama.cpp")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,7 @@ class ServerConfig:
     drain_seconds: float = 0.0
     device: str = "auto"
     torch_threads: int | None = None
+    dtype: str = "auto"  # transformers engine; auto: bf16 on GPUs and on CPUs with native bf16, else fp32
     engine: str = "auto"  # auto | transformers | llama.cpp (auto: llama.cpp for a GGUF file on CPU)
     llama_server: str | None = None  # the llama-server binary; None = the one on PATH
 
@@ -130,6 +132,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBECHAT_DEVICE": ("device", str),
     "KUBECHAT_TORCH_THREADS": ("torch_threads", int),
     "KUBECHAT_ENGINE": ("engine", str),
+    "KUBECHAT_DTYPE": ("dtype", str),
     "KUBECHAT_LLAMA_SERVER": ("llama_server", str),
 }
 
@@ -166,6 +169,8 @@ def validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {config.architecture!r}")
     if config.prompt_format not in PROMPT_FORMATS:
         raise ConfigError(f"prompt format must be one of {PROMPT_FORMATS}, got {config.prompt_format!r}")
+    if config.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
     if config.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {ENGINES}, got {config.engine!r}")
     positive = ("max_batch_size", "max_queue", "max_input_tokens", "request_timeout_s")

@@ -1,8 +1,9 @@
 """Loading a model: from a local directory or the Hub, with the ``transformers`` Auto classes.
 
 The architecture (seq2seq or causal) comes from the model's config unless the ChatModel forces it; the dtype
-follows the device (bf16/fp16 on a GPU, fp32 on CPU). Download progress is measured from the bytes that
-arrive in the Hub cache, so it works whatever progress bars ``huggingface_hub`` draws.
+follows the device (bf16/fp16 on a GPU, bf16 on a CPU that computes it natively, else fp32). Download
+progress is measured from the bytes that arrive in the Hub cache, so it works whatever progress bars
+``huggingface_hub`` draws.
 """
 
 from __future__ import annotations
@@ -67,11 +68,28 @@ def choose_device(requested: str) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def choose_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU (half precision is slow there)."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def choose_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
+    """The configured dtype, or for ``auto``: bf16 on GPUs that have it, fp16 on older ones; on CPU bf16
+    where the CPU computes it natively (AVX512-BF16 or AMX: 1.7x float32's speed at batch 1, 1.46x at 32,
+    measured for issue 14), else fp32 (emulated half precision is slower than fp32)."""
+    if requested != "auto":
+        return DTYPES[requested]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU's flags include native bfloat16 arithmetic (Linux)."""
+    try:
+        with open(cpuinfo) as info:
+            flags = next((line.split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 def hub_token() -> str | None:
@@ -168,7 +186,7 @@ def load_model(config: ServerConfig, reporter: ProgressReporter) -> LoadedModel:
         )
     seq2seq = detected == "seq2seq"
     device = choose_device(config.device)
-    dtype = choose_dtype(device)
+    dtype = choose_dtype(device, config.dtype)
     auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
     model = auto_class.from_pretrained(path, dtype=dtype, token=hub_token()).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, token=hub_token())

@@ -1,7 +1,8 @@
 """Fixtures for the model server's integration tests: the real server as a subprocess on tiny models.
 
-``llama_server`` runs each test that uses it on both engines: transformers on the tiny Llama, and
-llama.cpp on the same model written as GGUF (same weights, same tokenizer).
+Every test that takes ``llama_server`` as an argument runs on both engines: transformers on the tiny
+Llama, and llama.cpp on the same model written as GGUF (same weights, same tokenizer). Tests that pick
+servers by name (``request.getfixturevalue``) name ``llamacpp_server`` for the second.
 """
 
 from collections.abc import Iterator
@@ -22,13 +23,33 @@ from tests.support.tiny_models import (  # noqa: F401
     tiny_model_dir,
 )
 
+ENGINES = ["transformers", "llama.cpp"]
 
-@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
-def llama_server(request) -> Iterator[RunningServer]:
-    """The real server on the tiny Llama model (llama-2 prompt format), on each engine."""
-    if request.param == "transformers":
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "llama_server" in metafunc.fixturenames:
+        metafunc.parametrize("llama_engine", ENGINES, scope="module")
+
+
+@pytest.fixture(scope="module")
+def llama_engine() -> str:
+    """The engine of ``llama_server`` where a test does not run on both (``getfixturevalue``)."""
+    return "transformers"
+
+
+@pytest.fixture(scope="module")
+def llama_server(llama_engine: str) -> Iterator[RunningServer]:
+    """The real server on the tiny Llama model (llama-2 prompt format), on ``llama_engine``."""
+    if llama_engine == "transformers":
         with running_model_server(tiny_model_dir("llama")) as server:
             yield server
     else:
         with running_llamacpp_server("llama") as server:
             yield server
+
+
+@pytest.fixture(scope="module")
+def llamacpp_server() -> Iterator[RunningServer]:
+    """The real server on the llama.cpp engine, on the tiny Llama as GGUF."""
+    with running_llamacpp_server("llama") as server:
+        yield server
