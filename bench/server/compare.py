@@ -70,9 +70,9 @@ PROMPTS = SHORT[:3] + LONG[:1] + SHORT[3:] + LONG[1:]
 BUDGETS = [32, 256, 64, 128, 48, 200, 96, 160]
 
 
-def request_list(count: int) -> list[tuple[str, int]]:
-    """The same ``count`` (prompt, answer budget) pairs for every contender."""
-    return [(PROMPTS[i % len(PROMPTS)], BUDGETS[i % len(BUDGETS)]) for i in range(count)]
+def request_list(count: int, cap: int) -> list[tuple[str, int]]:
+    """The same ``count`` (prompt, answer budget) pairs for every contender; budgets at most ``cap``."""
+    return [(PROMPTS[i % len(PROMPTS)], min(cap, BUDGETS[i % len(BUDGETS)])) for i in range(count)]
 
 
 @dataclass
@@ -192,6 +192,7 @@ class Contender:
     model: str
     send: object = stream_chat
     max_clients: int = 1 << 30
+    ready_path: str = "/health"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
@@ -211,17 +212,16 @@ class Contender:
             preexec_fn=die_with_parent(),
         )
 
-    def wait_ready(self, timeout: float, paths: tuple[str, ...] = ("/readyz", "/health")) -> None:
+    def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
-            for path in paths:
-                try:
-                    if requests.get(f"{self.url}{path}", timeout=2).status_code == 200:
-                        return
-                except requests.RequestException:
-                    pass
+            try:
+                if requests.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
             time.sleep(0.5)
         raise RuntimeError(f"{self.name} not ready after {timeout} s")
 
@@ -253,13 +253,18 @@ def contenders(names: list[str], threads: int, slots: int, slot_context: int) ->
     rendered = _chat_renderer(hf)
     everyone = {
         "kubechat-transformers": Contender(
-            "kubechat-transformers", [*kubechat, "--model", str(hf), "--engine", "transformers"], {}, "hf"
+            "kubechat-transformers",
+            [*kubechat, "--model", str(hf), "--engine", "transformers"],
+            {},
+            "",
+            ready_path="/readyz",
         ),
         "kubechat-llama.cpp": Contender(
             "kubechat-llama.cpp",
             [*kubechat, "--model", str(gguf.parent), "--engine", "llama.cpp", "--llama-server", binary],
             {},
-            "gguf",
+            "",
+            ready_path="/readyz",
         ),
         "transformers-serve": Contender(
             "transformers-serve",
@@ -301,7 +306,7 @@ def contenders(names: list[str], threads: int, slots: int, slot_context: int) ->
         ),
         "seed-like": Contender(
             "seed-like",
-            [python, str(ROOT / "bench" / "server" / "baseline.py"), str(hf), "{port}"],
+            [python, str(ROOT / "bench" / "server" / "baseline.py"), str(hf), "{port}", str(threads)],
             threads_env,
             "hf",
             send=lambda session, url, model, prompt, budget: seed_generate(
@@ -373,6 +378,7 @@ def main() -> None:
     parser.add_argument("--contenders", nargs="+", choices=NAMES, default=NAMES)
     parser.add_argument("--requests-per-client", type=int, default=1)
     parser.add_argument("--min-requests", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=256, help="cap on every answer budget")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--slots", type=int, default=32)
     parser.add_argument("--slot-context", type=int, default=1536)
@@ -389,9 +395,9 @@ def main() -> None:
             contender.start(log_dir)
         for contender in chosen:
             contender.wait_ready(900)
-            drive(contender, 1, request_list(1))  # warm-up, not measured
+            drive(contender, 1, request_list(1, 8))  # warm-up, not measured
         for level, clients in enumerate(args.clients):
-            work = request_list(max(args.min_requests, clients * args.requests_per_client))
+            work = request_list(max(args.min_requests, clients * args.requests_per_client), args.max_tokens)
             order = chosen[level % len(chosen) :] + chosen[: level % len(chosen)]
             for contender in order:
                 if clients > contender.max_clients:
