@@ -169,14 +169,34 @@ class LlamaServerProcess:
 
     def start(self, timeout: float) -> None:
         log.info("starting %s", " ".join(self.command))
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        threading.Thread(target=self._pump, name="llama-server-log", daemon=True).start()
+        # PR_SET_PDEATHSIG fires when the *thread* that started the child ends, and the loader thread
+        # that calls this ends once the model is ready: a keeper thread starts the child and lives as long.
+        spawned: list[subprocess.Popen | OSError] = []
+        ready = threading.Event()
+
+        def keep() -> None:
+            try:
+                process = subprocess.Popen(
+                    self.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                spawned.append(exc)
+                ready.set()
+                return
+            spawned.append(process)
+            ready.set()
+            self._pump(process)
+            process.wait()
+
+        threading.Thread(target=keep, name="llama-server", daemon=True).start()
+        ready.wait()
+        if isinstance(spawned[0], OSError):
+            raise LlamaServerError(f"llama-server could not start: {spawned[0]}")
+        self.process = spawned[0]
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=2.0) as client:
             while time.monotonic() < deadline:
@@ -193,8 +213,8 @@ class LlamaServerProcess:
         self.stop()
         raise LlamaServerError(f"llama-server was not ready after {timeout:.0f} s: {self.tail()}")
 
-    def _pump(self) -> None:
-        for raw in self.process.stdout:
+    def _pump(self, process: subprocess.Popen) -> None:
+        for raw in process.stdout:
             line = raw.decode(errors="replace").rstrip()
             self.output.append(line)
             log.debug("llama-server: %s", line)
