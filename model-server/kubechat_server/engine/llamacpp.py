@@ -289,7 +289,7 @@ class LlamaCppEngine:
             max_connections=self.slots + self.max_queue, max_keepalive_connections=self.slots
         )
         self._client = httpx.AsyncClient(base_url=self.server.url, timeout=None, limits=limits)
-        self._loop.create_task(self._watch_cancellations())
+        self._watcher = self._loop.create_task(self._watch_cancellations())
 
     def submit(
         self, prompt_ids: list[int], params: SamplingParams, timeout_s: float, stream: bool = False
@@ -408,9 +408,10 @@ class LlamaCppEngine:
         self.stop_accepting()
 
         async def shut() -> None:
+            self._watcher.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(self._watcher, *self._tasks, return_exceptions=True)
             await self._client.aclose()
 
         if self._loop.is_running():
