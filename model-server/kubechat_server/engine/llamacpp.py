@@ -163,6 +163,10 @@ class LlamaServerProcess:
             "--no-webui",
             # The RAM prompt cache (8 GiB by default) would count against the pod's memory limit.
             "--cache-ram", "0",
+            # Repacking puts Q4/Q8 weights in AMX tiles on CPUs that list AMX; where the hypervisor does
+            # not grant AMX state (this machine) the first matmul dies with SIGILL. The AVX2/AVX512 kernels
+            # run without it.
+            "--no-repack",
         ]  # fmt: skip
         self.output: collections.deque[str] = collections.deque(maxlen=40)
         self.process: subprocess.Popen | None = None
