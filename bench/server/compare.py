@@ -218,8 +218,11 @@ class Contender:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
             try:
-                if requests.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
+                response = requests.get(f"{self.url}{self.ready_path}", timeout=2)
+                if response.status_code == 200:
                     return
+                if "failed" in response.text:
+                    raise RuntimeError(f"{self.name} failed to load: {response.text[:500]}")
             except requests.RequestException:
                 pass
             time.sleep(0.5)
@@ -300,6 +303,7 @@ def contenders(names: list[str], threads: int, slots: int, slot_context: int) ->
                 str(threads),
                 "--threads-batch",
                 str(threads),
+                "--no-repack",  # as kubechat passes it: AMX repacking dies with SIGILL here
             ],  # fmt: skip
             {},
             "gguf",
