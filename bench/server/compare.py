@@ -125,25 +125,35 @@ def stream_chat(session: requests.Session, url: str, model: str, prompt: str, bu
         "stream_options": {"include_usage": True},
     }
     chunks, usage = 0, None
-    try:
-        with session.post(f"{url}/v1/chat/completions", json=body, stream=True, timeout=300) as response:
-            if response.status_code != 200:
-                sample.error = f"HTTP {response.status_code}"
-                return sample
-            for line in response.iter_lines():
-                if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                    continue
-                event = json.loads(line[6:])
-                if event.get("usage"):
-                    usage = event["usage"].get("completion_tokens")
-                for choice in event.get("choices") or ():
-                    if (choice.get("delta") or {}).get("content"):
-                        now = time.monotonic()
-                        sample.first = sample.first or now
-                        sample.last = now
-                        chunks += 1
-    except (requests.RequestException, ValueError) as exc:
-        sample.error = type(exc).__name__
+    # One retry of a connection that fails before any answer, as the openai client does: llama-server
+    # closes a kept-alive connection after a stream, and the next request on it fails at once.
+    for attempt in (1, 2):
+        try:
+            with session.post(f"{url}/v1/chat/completions", json=body, stream=True, timeout=300) as response:
+                if response.status_code != 200:
+                    sample.error = f"HTTP {response.status_code}"
+                    return sample
+                for line in response.iter_lines():
+                    if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                        continue
+                    event = json.loads(line[6:])
+                    if event.get("usage"):
+                        usage = event["usage"].get("completion_tokens")
+                    for choice in event.get("choices") or ():
+                        if (choice.get("delta") or {}).get("content"):
+                            now = time.monotonic()
+                            sample.first = sample.first or now
+                            sample.last = now
+                            chunks += 1
+            sample.error = ""
+            break
+        except requests.ConnectionError as exc:
+            sample.error = type(exc).__name__
+            if chunks or attempt == 2:
+                break
+        except (requests.RequestException, ValueError) as exc:
+            sample.error = type(exc).__name__
+            break
     sample.tokens = usage if usage is not None else chunks
     return sample
 
@@ -408,9 +418,10 @@ def main() -> None:
                     continue
                 cell = drive(contender, clients, work)
                 results[(contender.name, clients)] = cell
+                errors = sorted({s.error for s in cell.samples if s.error})
                 print(
                     f"{clients:>3} clients {contender.name:<22} {cell.tokens_per_s:7.1f} tok/s  "
-                    f"ttft p50 {cell.ttft(0.5):6.2f}s  errors {len(cell.samples) - len(cell.ok)}  "
+                    f"ttft p50 {cell.ttft(0.5):6.2f}s  errors {len(cell.samples) - len(cell.ok)} {errors}  "
                     f"load {cell.load:.1f}",
                     flush=True,
                 )
