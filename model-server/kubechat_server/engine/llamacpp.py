@@ -343,7 +343,15 @@ class LlamaCppEngine:
         body = completion_body(request.prompt_ids, request.params)
         try:
             async with asyncio.timeout(max(0.0, request.deadline - time.monotonic())):
-                if await self._stream(request, answer, body):
+                try:
+                    finished = await self._stream(request, answer, body)
+                except httpx.TransportError:
+                    # llama-server may close a kept-alive connection as we reuse it: once, before any
+                    # token, the request is sent again on a fresh one.
+                    if answer.tokens:
+                        raise
+                    finished = await self._stream(request, answer, body)
+                if finished:
                     return
             answer.show(len(answer.text))
             answer.finish("stop", answer.text)
