@@ -40,6 +40,7 @@ DEFAULT_ANSWER_ROOM = 512
 # A cancelled request (client gone) is noticed within this many seconds even while llama.cpp is still busy
 # with its prompt and sends nothing.
 CANCEL_POLL_S = 0.25
+PROMPT_CACHE_MIB = 512
 
 
 class LlamaServerError(RuntimeError):
@@ -161,8 +162,10 @@ class LlamaServerProcess:
             "--threads", str(threads),
             "--threads-batch", str(threads),
             "--no-webui",
-            # The RAM prompt cache (8 GiB by default) would count against the pod's memory limit.
-            "--cache-ram", "0",
+            # The RAM prompt cache lets a slot start from another slot's prompt prefix (a shared system
+            # prompt, earlier turns). llama.cpp's default of 8 GiB would blow a pod's memory limit; 512 MiB
+            # holds ~22k tokens of SmolLM2-135M's KV, ~1k of a 7B Llama's.
+            "--cache-ram", str(PROMPT_CACHE_MIB),
             # Repacking puts Q4/Q8 weights in AMX tiles on CPUs that list AMX; where the hypervisor does
             # not grant AMX state (this machine) the first matmul dies with SIGILL. The AVX2/AVX512 kernels
             # run without it.
