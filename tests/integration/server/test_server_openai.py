@@ -13,7 +13,9 @@ def client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
-@pytest.mark.parametrize("server_name", ["llama_server", "godel_server", "llama_chat_server"])
+@pytest.mark.parametrize(
+    "server_name", ["llama_server", "godel_server", "llama_chat_server", "llamacpp_server"]
+)
 def test_openai_client_chat_non_streaming_returns_answer_usage_and_pod(server_name, request):
     server = request.getfixturevalue(server_name)
     model = client(server).models.list().data[0].id
@@ -35,7 +37,7 @@ def test_openai_client_chat_non_streaming_returns_answer_usage_and_pod(server_na
     assert extension["pod"] == "test-pod" and extension["node"] == "test-node" and extension["model"] == model
 
 
-@pytest.mark.parametrize("server_name", ["llama_server", "godel_server"])
+@pytest.mark.parametrize("server_name", ["llama_server", "godel_server", "llamacpp_server"])
 def test_openai_client_stream_equals_non_stream_and_ends_with_usage(server_name, request):
     server = request.getfixturevalue(server_name)
     messages = [{"role": "user", "content": "what is the recipe of mayonnaise?"}]

@@ -1,0 +1,65 @@
+"""Which engine serves the model, and starting it.
+
+Every engine offers the same narrow seam to the routes: ``submit(prompt_ids, params, timeout_s, stream)``
+returning a ``GenerationRequest`` whose events arrive on the caller's loop, ``queue_depth``,
+``stop_accepting()``, ``wait_idle(timeout)`` and ``close()``; and model facts with ``tokenizer``,
+``seq2seq``, ``model_type``, ``has_chat_template``, ``eos_token_ids``, ``max_positions`` and
+``device_facts()``. Prompts, safety, sampling defaults and metrics stay above the seam, so a further engine
+(vLLM on GPUs) is one more branch here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kubechat_server.config import ServerConfig
+from kubechat_server.engine.loader import ModelLoadError, choose_device, resolve_model
+from kubechat_server.engine.threads import cpu_threads
+from kubechat_server.metrics import ServerMetrics
+from kubechat_server.progress import ProgressReporter
+
+log = logging.getLogger("kubechat_server.engine")
+
+
+def choose_engine(requested: str, is_gguf: bool, device_type: str) -> str:
+    """``auto``: llama.cpp for a GGUF file on CPU, transformers for everything else."""
+    if requested == "auto":
+        return "llama.cpp" if is_gguf and device_type == "cpu" else "transformers"
+    if requested == "llama.cpp" and not is_gguf:
+        raise ModelLoadError(
+            "the llama.cpp engine serves GGUF files: name one with model.file (KUBECHAT_MODEL_FILE), point "
+            "the model at a .gguf file (or a directory holding only one), or set engine: transformers"
+        )
+    return requested
+
+
+def start_engine(config: ServerConfig, metrics: ServerMetrics, reporter: ProgressReporter):
+    """Load the configured model on the chosen engine; returns ``(model facts, engine)``."""
+    if not config.model_id:
+        raise ModelLoadError("no model configured: set KUBECHAT_MODEL_ID or --model")
+    threads = cpu_threads(config.torch_threads)
+    local = resolve_model(config, reporter)
+    gguf = local.gguf_path
+    name = choose_engine(config.engine, gguf is not None, choose_device(config.device).type)
+    log.info("engine %s, %d CPU threads", name, threads)
+    if name == "llama.cpp":
+        from kubechat_server.engine.llamacpp import start_llamacpp
+
+        reporter.update("loading", f"starting llama.cpp on {gguf.name}")
+        return start_llamacpp(gguf, config, metrics, threads)
+
+    import torch
+
+    from kubechat_server.engine.engine import Engine
+    from kubechat_server.engine.loader import load_model
+
+    torch.set_num_threads(threads)
+    loaded = load_model(config, reporter, local)
+    engine = Engine(
+        loaded,
+        metrics,
+        max_batch_size=config.max_batch_size,
+        max_queue_delay_ms=config.max_queue_delay_ms,
+        max_queue=config.max_queue,
+    )
+    return loaded, engine
