@@ -340,7 +340,7 @@ class ModelService:
 def model_defaults(loaded: LoadedModel) -> SamplingParams:
     """The family's defaults, overridden by what the model's ``generation_config.json`` sets."""
     family = FAMILY_DEFAULTS[loaded.seq2seq]
-    generation = getattr(loaded.model, "generation_config", None)
+    generation = loaded.generation_config
     if generation is None:
         return family
     # Only the values the file sets (the class's own defaults, e.g. top_k 50, are not the model's choice).

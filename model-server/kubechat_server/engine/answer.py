@@ -44,6 +44,15 @@ class TextDecoder:
             self.text += self._stream.step(self._backend, token) or ""
         return self.text
 
+    def complete(self) -> str:
+        """The whole text once the answer ends: bytes that still wait for the rest of a character (which
+        will not come) become U+FFFD, as decoding the whole answer shows them (one full decode per answer)."""
+        if self._stream is not None:
+            full = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+            if full.startswith(self.text):
+                self.text = full
+        return self.text
+
 
 class Answer:
     """A request's tokens, text and logprobs so far, and how much of the text its client has been shown.
@@ -111,14 +120,19 @@ class Answer:
             )
         )
 
+    def end(self, reason: str) -> None:
+        """The answer ends with all its text (EOS, the token limit): show and finish it."""
+        text = self.decoder.complete()
+        self.show(len(text))
+        self.finish(reason, text)
+
     def add(self, token: int, logprob: TokenLogprob | None = None) -> bool:
         """Add ``token`` (and its log-probabilities); emit what may be shown (and ``Finished`` when done);
         return whether the answer goes on."""
         if self.done:
             return False
         if token in self.eos_token_ids:
-            self.show(len(self.text))
-            self.finish("stop", self.text)
+            self.end("stop")
             return False
         if logprob is not None:
             self.logprobs.append(logprob)
@@ -132,8 +146,7 @@ class Answer:
             self.finish("stop", text[:end])
             return False
         if len(self.tokens) >= params.max_new_tokens:
-            self.show(len(text))
-            self.finish("length", text)
+            self.end("length")
             return False
         # A trailing U+FFFD is half of a multi-byte character (full decode): wait for the rest.
         while end > self.shown and text[end - 1] == "\ufffd":

@@ -75,6 +75,15 @@ class LlamaCppModel:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    @property
+    def generation_config(self):
+        """A ``generation_config.json`` beside the GGUF file (its sampling defaults), or None."""
+        if not (self.gguf.parent / "generation_config.json").exists():
+            return None
+        from transformers import GenerationConfig
+
+        return GenerationConfig.from_pretrained(self.gguf.parent)
+
     def device_facts(self) -> dict:
         """Device facts for ``/healthz``."""
         return {"device": "cpu", "dtype": self.quantization, "engine": "llama.cpp"}
@@ -444,11 +453,9 @@ class LlamaCppEngine:
             if answer.done:
                 return
             if ended:  # llama.cpp stopped at an end-of-generation token of its own
-                answer.show(len(answer.text))
-                answer.finish("stop", answer.text)
+                answer.end("stop")
                 return
-        answer.show(len(answer.text))
-        answer.finish("length", answer.text)
+        answer.end("length")
 
     async def _stream(self, request: GenerationRequest, answer: Answer, body: dict) -> bool:
         """Feed the streamed tokens (and logprobs) to ``answer``; True when llama.cpp stopped at an

@@ -53,6 +53,11 @@ class LoadedModel:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    @property
+    def generation_config(self):
+        """The model's ``generation_config.json`` (its sampling defaults), or None."""
+        return getattr(self.model, "generation_config", None)
+
     def device_facts(self) -> dict:
         """Device and GPU facts for ``/healthz``."""
         facts = {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}

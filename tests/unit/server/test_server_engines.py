@@ -200,3 +200,23 @@ def test_answer_streams_each_tokens_logprob_once_and_returns_them_all(tokenizer)
     finished = events[-1]
     assert len(finished.logprobs) == finished.completion_tokens
     assert streamed == list(finished.logprobs), "every token's logprob reaches the stream, in order"
+
+
+def test_an_answer_cut_by_its_limit_mid_character_ends_as_the_whole_decode_shows_it(tokenizer):
+    ids = tokenizer.encode("café 你好", add_special_tokens=False)
+
+    async def finished_text(limit: int) -> str:
+        request = GenerationRequest(
+            prompt_ids=[1],
+            params=SamplingParams(max_new_tokens=limit),
+            loop=asyncio.get_running_loop(),
+            deadline=1e12,
+        )
+        answer = Answer(request, tokenizer, frozenset({tokenizer.eos_token_id}))
+        for token in ids[:limit]:
+            answer.add(token)
+        return (await request.result()).text
+
+    for limit in range(1, len(ids) + 1):
+        expected = tokenizer.decode(ids[:limit], skip_special_tokens=True)
+        assert asyncio.run(finished_text(limit)) == expected
