@@ -1,12 +1,13 @@
 """Which engine serves the model, and starting it.
 
-Every engine offers the same narrow seam to the routes: ``submit(prompt_ids, params, timeout_s, stream)``
-returning a ``GenerationRequest`` whose events arrive on the caller's loop, ``queue_depth``,
-``stop_accepting()``, ``wait_idle(timeout)`` and ``close()``; and model facts with ``tokenizer``,
-``seq2seq``, ``model_type``, ``has_chat_template``, ``eos_token_ids``, ``max_positions`` and
-``device_facts()``. Prompts, safety, sampling defaults and metrics stay above the seam, so a further engine
-(vLLM on GPUs) is one more branch here.
-"""
+Every engine offers the same narrow seam to the routes: ``submit_many(items, timeout_s, stream,
+hide_scratchpad)`` (all items queued or none) returning ``GenerationRequest``s whose events arrive on the
+caller's loop, ``fault`` (readiness and liveness turn 503 once set), ``queue_depth``, ``stop_accepting()``,
+``wait_idle(timeout)`` and ``close()``, and the vLLM-named metrics; and model facts with ``tokenizer``,
+``seq2seq``, ``model_type``, ``has_chat_template``, ``eos_token_ids``, ``max_positions``,
+``generation_config`` and ``device_facts()``. Prompts, safety, sampling defaults and checks stay above the
+seam, answers' text below it in ``engine/answer.py``, so a further engine (vLLM on GPUs) is one more branch
+here."""
 
 from __future__ import annotations
 
