@@ -22,16 +22,29 @@ from kubechat_server.progress import ProgressReporter
 log = logging.getLogger("kubechat_server.engine")
 
 
-def choose_engine(requested: str, is_gguf: bool, device_type: str) -> str:
-    """``auto``: llama.cpp for a GGUF file on CPU, transformers for everything else."""
+def choose_engine(requested: str, is_gguf: bool, device_type: str, has_llama_server: bool = True) -> str:
+    """``auto``: llama.cpp for a GGUF file on CPU where the ``llama-server`` binary is installed, transformers
+    for everything else (it dequantises a GGUF file: the server image ships no llama-server, and a ChatModel
+    naming a GGUF file must still load there)."""
     if requested == "auto":
-        return "llama.cpp" if is_gguf and device_type == "cpu" else "transformers"
+        wanted = is_gguf and device_type == "cpu" and has_llama_server
+        return "llama.cpp" if wanted else "transformers"
     if requested == "llama.cpp" and not is_gguf:
         raise ModelLoadError(
             "the llama.cpp engine serves GGUF files: name one with model.file (KUBECHAT_MODEL_FILE), point "
             "the model at a .gguf file (or a directory holding only one), or set engine: transformers"
         )
     return requested
+
+
+def llama_server_installed(configured: str | None) -> bool:
+    from kubechat_server.engine.llamacpp import LlamaServerError, find_llama_server
+
+    try:
+        find_llama_server(configured)
+    except LlamaServerError:
+        return False
+    return True
 
 
 def start_engine(config: ServerConfig, metrics: ServerMetrics, reporter: ProgressReporter):
@@ -41,7 +54,12 @@ def start_engine(config: ServerConfig, metrics: ServerMetrics, reporter: Progres
     threads = cpu_threads(config.torch_threads)
     local = resolve_model(config, reporter)
     gguf = local.gguf_path
-    name = choose_engine(config.engine, gguf is not None, choose_device(config.device).type)
+    name = choose_engine(
+        config.engine,
+        gguf is not None,
+        choose_device(config.device).type,
+        has_llama_server=llama_server_installed(config.llama_server),
+    )
     log.info("engine %s, %d CPU threads", name, threads)
     if name == "llama.cpp":
         from kubechat_server.engine.llamacpp import start_llamacpp

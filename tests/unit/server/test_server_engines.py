@@ -33,6 +33,10 @@ def test_auto_engine_is_llama_cpp_for_a_gguf_on_cpu_only():
     assert choose_engine("transformers", is_gguf=True, device_type="cpu") == "transformers"
 
 
+def test_auto_engine_is_transformers_where_no_llama_server_is_installed():
+    assert choose_engine("auto", is_gguf=True, device_type="cpu", has_llama_server=False) == "transformers"
+
+
 def test_llama_cpp_engine_refuses_a_model_that_is_not_gguf():
     with pytest.raises(ModelLoadError, match="GGUF"):
         choose_engine("llama.cpp", is_gguf=False, device_type="cpu")
