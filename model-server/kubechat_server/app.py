@@ -104,10 +104,6 @@ def create_app(config: ServerConfig | None = None, **overrides) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if config.torch_threads:
-            import torch
-
-            torch.set_num_threads(config.torch_threads)
         service.start_loading()
         yield
         service.close()

@@ -17,7 +17,14 @@ import time
 
 import uvicorn
 
-from kubechat_server.config import ARCHITECTURES, PROMPT_FORMATS, ConfigError, config_from_env
+from kubechat_server.config import (
+    ARCHITECTURES,
+    DTYPES,
+    ENGINES,
+    PROMPT_FORMATS,
+    ConfigError,
+    config_from_env,
+)
 from kubechat_server.service import ModelService
 
 log = logging.getLogger("kubechat_server.cli")
@@ -52,7 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--host", help="listen address (0.0.0.0)")
     add("--port", type=int, help="KUBECHAT_PORT (8080)")
     add("--device", help="auto, cpu, cuda, cuda:1 ... (KUBECHAT_DEVICE)")
-    add("--torch-threads", type=int, help="CPU threads for torch (KUBECHAT_TORCH_THREADS)")
+    add("--torch-threads", type=int, help="CPU threads for torch or llama.cpp (KUBECHAT_TORCH_THREADS)")
+    add("--engine", choices=ENGINES, help="KUBECHAT_ENGINE (auto: llama.cpp for a GGUF file on CPU)")
+    add("--dtype", choices=DTYPES, help="KUBECHAT_DTYPE (auto: bf16 where the CPU or GPU has it)")
+    add("--llama-server", help="path of the llama-server binary (KUBECHAT_LLAMA_SERVER)")
     add("--drain-seconds", type=float, help="after SIGTERM, keep serving this long while readiness is 503")
     add("--log-level", default="info")
     return parser.parse_args(argv)

@@ -14,6 +14,8 @@ from typing import Any
 
 ARCHITECTURES = ("auto", "seq2seq", "causal")
 PROMPT_FORMATS = ("auto", "godel", "llama-2", "chat-template", "plain")
+ENGINES = ("auto", "transformers", "llama.cpp")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class ConfigError(ValueError):
@@ -64,6 +66,9 @@ class ServerConfig:
     drain_seconds: float = 0.0
     device: str = "auto"
     torch_threads: int | None = None
+    dtype: str = "auto"  # transformers engine; auto: bf16 on GPUs and on CPUs with native bf16, else fp32
+    engine: str = "auto"  # auto | transformers | llama.cpp (auto: llama.cpp for a GGUF file on CPU)
+    llama_server: str | None = None  # the llama-server binary; None = the one on PATH
 
     @property
     def model_name(self) -> str:
@@ -132,6 +137,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBECHAT_DRAIN_SECONDS": ("drain_seconds", float),
     "KUBECHAT_DEVICE": ("device", str),
     "KUBECHAT_TORCH_THREADS": ("torch_threads", int),
+    "KUBECHAT_ENGINE": ("engine", str),
+    "KUBECHAT_DTYPE": ("dtype", str),
+    "KUBECHAT_LLAMA_SERVER": ("llama_server", str),
 }
 
 
@@ -148,7 +156,9 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         elif kind is tuple:
             values[attr] = _stop(raw)
         elif kind is str:
-            values[attr] = raw or (None if attr in ("admin_token", "progress_configmap") else raw)
+            values[attr] = raw or (
+                None if attr in ("admin_token", "progress_configmap", "llama_server") else raw
+            )
         else:
             values[attr] = _number(name, raw, kind)
     values["persona"] = Persona(
@@ -167,6 +177,10 @@ def validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError(f"the model file must be a GGUF file (name.gguf), got {config.model_file!r}")
     if config.prompt_format not in PROMPT_FORMATS:
         raise ConfigError(f"prompt format must be one of {PROMPT_FORMATS}, got {config.prompt_format!r}")
+    if config.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
+    if config.engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {ENGINES}, got {config.engine!r}")
     positive = ("max_batch_size", "max_queue", "max_input_tokens", "request_timeout_s")
     for name in positive:
         if getattr(config, name) <= 0:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from kubechat_server.config import Persona, ServerConfig
 from kubechat_server.engine.engine import Engine, WorkItem
-from kubechat_server.engine.loader import LoadedModel, load_model
+from kubechat_server.engine.loader import LoadedModel
 from kubechat_server.engine.prompts import (
     UNSAFE_ERROR,
     BuiltPrompt,
@@ -28,6 +28,7 @@ from kubechat_server.engine.prompts import (
 from kubechat_server.engine.requests import GenerationRequest
 from kubechat_server.engine.safety import find_forbidden, special_tokens
 from kubechat_server.engine.sampling import MAX_TOP_LOGPROBS, SamplingParams
+from kubechat_server.engine.select import start_engine
 from kubechat_server.errors import APIError, not_ready
 from kubechat_server.metrics import ServerMetrics
 from kubechat_server.progress import ProgressReporter
@@ -92,7 +93,7 @@ class ModelService:
 
     def _load(self) -> None:
         try:
-            loaded = load_model(self.config, self.reporter)
+            loaded, engine = start_engine(self.config, self.metrics, self.reporter)
             name = choose_format(
                 self.config.prompt_format, loaded.seq2seq, loaded.model_type, loaded.has_chat_template
             )
@@ -100,13 +101,7 @@ class ModelService:
             self._check_configured_prompt()
             self.defaults = self._config_defaults(model_defaults(loaded))
             self.loaded = loaded
-            self.engine = Engine(
-                loaded,
-                self.metrics,
-                max_batch_size=self.config.max_batch_size,
-                max_queue_delay_ms=self.config.max_queue_delay_ms,
-                max_queue=self.config.max_queue,
-            )
+            self.engine = engine
             self.reporter.update("warming", "warm-up generation")
             asyncio.run(self._warm_up())
             self.reporter.update("ready", f"{self.config.model_name} ({name} prompts) on {loaded.device}")
@@ -345,7 +340,7 @@ class ModelService:
 def model_defaults(loaded: LoadedModel) -> SamplingParams:
     """The family's defaults, overridden by what the model's ``generation_config.json`` sets."""
     family = FAMILY_DEFAULTS[loaded.seq2seq]
-    generation = getattr(loaded.model, "generation_config", None)
+    generation = loaded.generation_config
     if generation is None:
         return family
     # Only the values the file sets (the class's own defaults, e.g. top_k 50, are not the model's choice).

@@ -155,6 +155,7 @@ class ChatModelSpec(_Spec):
     cache: Cache | None = None
     network_policy: NetworkPolicy = NetworkPolicy()
     startup_budget: str = "30m"
+    engine: Literal["auto", "transformers", "llama.cpp"] = "auto"
 
     @property
     def startup_budget_seconds(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -223,3 +224,29 @@ def test_after_an_engine_fault_readiness_and_liveness_turn_503(faulty_server) ->
     assert requests.get(f"{server.url}/health", timeout=5).status_code == 503
     refused = chat(server, SHORT)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "engine_fault"
+
+
+def llama_server_child(server: RunningServer) -> int:
+    """The pid of the model server's ``llama-server`` child (started by one of its threads)."""
+    tasks = Path(f"/proc/{server.process.pid}/task")
+    children = [int(pid) for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+    found = [pid for pid in children if "llama-server" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(found) == 1, children
+    return found[0]
+
+
+def test_when_llama_server_dies_the_llama_cpp_engine_faults_and_readiness_and_liveness_turn_503() -> None:
+    from tests.support.llamacpp import running_llamacpp_server
+
+    with running_llamacpp_server("llama") as server:
+        assert chat(server, SHORT).status_code == 200
+        os.kill(llama_server_child(server), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (ready := requests.get(f"{server.url}/readyz", timeout=5)).status_code == 200:
+            assert time.monotonic() < deadline, "readiness stayed 200 after llama-server died"
+            time.sleep(0.2)
+        assert ready.json()["status"] == "faulted"
+        assert "llama-server exited with -9" in ready.json()["error"]["message"]
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 503
+        refused = chat(server, SHORT)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "engine_fault"

@@ -16,57 +16,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from kubechat_server.engine.answer import Answer
 from kubechat_server.engine.loader import LoadedModel
-from kubechat_server.engine.requests import Finished, GenerationRequest, TextDelta
-from kubechat_server.engine.sampling import RowSampler, TokenLogprob, scan_stop
-from kubechat_server.engine.scratchpad import visible_text
+from kubechat_server.engine.requests import GenerationRequest
+from kubechat_server.engine.sampling import RowSampler, TokenLogprob
 
 
 class NewcomerError(RuntimeError):
     """Requests joining a running batch failed in their own prefill; the batch itself is untouched."""
-
-
-class Row:
-    """One request's progress inside a batch: tokens so far, text shown so far."""
-
-    def __init__(self, request: GenerationRequest):
-        self.request = request
-        self.tokens: list[int] = []
-        self.logprobs: list[TokenLogprob] = []
-        self.text = ""
-        self.shown = 0
-        self.visible = ""
-        self.unsent_logprobs = 0
-
-    def show(self, end: int) -> None:
-        """Let the client see ``text[:end]`` (less any private scratchpad)."""
-        if end <= self.shown:
-            return
-        self.shown = end
-        visible = self._visible(self.text[:end], final=False)
-        if len(visible) > len(self.visible):
-            if self.request.streams_text:
-                new_logprobs = tuple(self.logprobs[len(self.logprobs) - self.unsent_logprobs :])
-                self.request.emit(TextDelta(visible[len(self.visible) :], new_logprobs))
-                self.unsent_logprobs = 0
-            self.visible = visible
-
-    def _visible(self, text: str, final: bool) -> str:
-        return visible_text(text, final) if self.request.hide_scratchpad else text
-
-    def finish(self, reason: str, text: str | None = None) -> None:
-        final = self._visible(self.text[: self.shown] if text is None else text, final=True)
-        if self.request.streams_text and len(final) > len(self.visible) and final.startswith(self.visible):
-            self.request.emit(TextDelta(final[len(self.visible) :]))
-        self.request.emit(
-            Finished(
-                reason,
-                final,
-                len(self.request.prompt_ids),
-                len(self.tokens),
-                logprobs=tuple(self.logprobs),
-            )
-        )
 
 
 class Batch:
@@ -82,7 +39,7 @@ class Batch:
         self.loaded = loaded
         self.generator = generator
         self.on_first_token = on_first_token
-        self.rows = [Row(r) for r in requests]
+        self.rows = [Answer(r, loaded.tokenizer, loaded.eos_token_ids) for r in requests]
         prompts = [r.prompt_ids for r in requests]
         self.logits = self._prefill(prompts)
         self.sampler = RowSampler(
@@ -131,7 +88,7 @@ class Batch:
             self.logits = self._forward([tokens[i] for i in keep])
         return len(tokens)
 
-    def _advance(self, row: Row, token: int, logprob: TokenLogprob | None) -> bool:
+    def _advance(self, row: Answer, token: int, logprob: TokenLogprob | None) -> bool:
         """Add ``token`` to ``row``; emit what may be shown; return whether the row goes on."""
         request = row.request
         if not row.tokens:
@@ -142,30 +99,7 @@ class Batch:
         if time.monotonic() > request.deadline:
             row.finish("timeout")
             return False
-        if token in self.loaded.eos_token_ids:
-            row.show(len(row.text))
-            row.finish("stop", row.text)
-            return False
-        row.tokens.append(token)
-        if logprob is not None:
-            row.logprobs.append(logprob)
-            row.unsent_logprobs += 1
-        scanned = len(row.text)
-        row.text = self.loaded.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        end, stopped = scan_stop(row.text, request.params.stop, start=scanned)
-        if stopped:
-            row.show(end)
-            row.finish("stop", row.text[:end])
-            return False
-        if len(row.tokens) >= request.params.max_new_tokens:
-            row.show(len(row.text))
-            row.finish("length", row.text)
-            return False
-        # A trailing U+FFFD is half of a multi-byte character: wait for the rest.
-        while end > row.shown and row.text[end - 1] == "\ufffd":
-            end -= 1
-        row.show(end)
-        return True
+        return row.add(token, logprob)
 
     def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
         raise NotImplementedError

@@ -26,7 +26,7 @@ from kubechat_operator.builders.common import (
     workload_name,
 )
 from kubechat_operator.config import OperatorConfig
-from kubechat_operator.spec import ChatModelSpec, Resource
+from kubechat_operator.spec import ChatModelSpec, ModelResources, Resource
 
 COMPONENT = "model-server"
 CACHE_DIR = "/cache"
@@ -76,6 +76,17 @@ def model_path(spec: ChatModelSpec) -> str:
     return f"{MODELS_DIR}/{pvc[0]}/{pvc[1]}".rstrip("/") if pvc else spec.model.id
 
 
+def cpu_threads(resources: ModelResources) -> int | None:
+    """Threads for the engine: the CPU request (else limit) rounded up. torch and llama.cpp would size
+    their pools to the node's cores, and that many threads on a few CPUs' quota crawl (issue 14)."""
+    cpu = resources.requests.cpu or resources.limits.cpu
+    if cpu is None:
+        return None
+    text = str(cpu)
+    cores = int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return max(1, math.ceil(cores))
+
+
 def server_env(owner: Resource, spec: ChatModelSpec) -> dict[str, str]:
     """The model server's configuration as env vars (docs/contracts.md), the data of <name>-config."""
     env = {
@@ -98,6 +109,10 @@ def server_env(owner: Resource, spec: ChatModelSpec) -> dict[str, str]:
         env["KUBECHAT_MODEL_REVISION"] = spec.model.revision
     if spec.model.file:
         env["KUBECHAT_MODEL_FILE"] = spec.model.file
+    env["KUBECHAT_ENGINE"] = spec.engine
+    threads = cpu_threads(spec.resources)
+    if threads:
+        env["KUBECHAT_TORCH_THREADS"] = str(threads)
     if spec.prompt.knowledge_from is None:
         env["KUBECHAT_KNOWLEDGE"] = spec.prompt.knowledge
     if spec.prompt.persona is not None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from tests.support.llamacpp import running_llamacpp_server
 from tests.support.model_server import RunningServer, running_model_server
 from tests.support.tiny_models import tiny_model_dir
 
@@ -26,10 +27,23 @@ def metric(server: RunningServer, name: str, labels: str = "") -> float:
     return float(found.group(1)) if found else 0.0
 
 
+ONE_SLOT = ["--max-batch-size", "1", "--max-queue", "4", "--request-timeout-s", "2"]
+
+
 @pytest.fixture(scope="module")
 def one_slot_server() -> Iterator[RunningServer]:
-    args = ["--max-batch-size", "1", "--max-queue", "4", "--request-timeout-s", "2"]
-    with running_model_server(tiny_model_dir("llama"), args=args) as server:
+    with running_model_server(tiny_model_dir("llama"), args=ONE_SLOT) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
+def one_slot_server_on(request) -> Iterator[RunningServer]:
+    """``one_slot_server`` on either engine (a llama.cpp slot holds 256 prompt + 1500 answer tokens)."""
+    if request.param == "transformers":
+        yield request.getfixturevalue("one_slot_server")
+        return
+    args = [*ONE_SLOT, "--max-input-tokens", "256", "--max-new-tokens", "1500"]
+    with running_llamacpp_server("llama", args=args) as server:
         yield server
 
 
@@ -40,7 +54,8 @@ def wait_generating(server: RunningServer) -> None:
         time.sleep(0.05)
 
 
-def test_a_request_with_more_items_than_the_queue_takes_is_refused_whole(one_slot_server):
+def test_a_request_with_more_items_than_the_queue_takes_is_refused_whole(one_slot_server_on):
+    one_slot_server = one_slot_server_on
     stream = requests.post(
         f"{one_slot_server.url}/v1/chat/completions", json={**LONG, "stream": True}, stream=True, timeout=30
     )
@@ -75,10 +90,14 @@ def server_name(server: RunningServer) -> str:
 
 def test_requests_that_expire_in_the_queue_are_answered_without_a_prefill(one_slot_server):
     # Two prompts, one slot, one deadline: the first runs until the deadline, the second has expired by then.
+    # Greedy: the tiny model's greedy answer to the first runs the full length (a sampled one may end early).
     expired = metric(one_slot_server, "kubechat_requests_dropped_total", '{reason="expired"}')
     response = requests.post(
         f"{one_slot_server.url}/generate",
-        json={"prompts": ["Tell me a long story", "Hello"], "parameters": {"max_gen_len": 1500}},
+        json={
+            "prompts": ["Tell me a long story", "Hello"],
+            "parameters": {"max_gen_len": 1500, "temperature": 0},
+        },
         timeout=60,
     )
     assert response.status_code == 504, response.text

@@ -123,7 +123,7 @@ def test_openapi_document_is_published(llama_server):
         assert path in document["paths"], path
 
 
-@pytest.mark.parametrize("server_name", ["llama_server", "godel_server"])
+@pytest.mark.parametrize("server_name", ["llama_server", "godel_server", "llamacpp_server"])
 @pytest.mark.parametrize(
     ("first_tokens", "joiner_tokens"),
     [(600, 12), (40, 120)],

@@ -13,7 +13,9 @@ def client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
-@pytest.mark.parametrize("server_name", ["llama_server", "godel_server", "llama_chat_server"])
+@pytest.mark.parametrize(
+    "server_name", ["llama_server", "godel_server", "llama_chat_server", "llamacpp_server"]
+)
 def test_openai_client_chat_non_streaming_returns_answer_usage_and_pod(server_name, request):
     server = request.getfixturevalue(server_name)
     model = client(server).models.list().data[0].id
@@ -35,7 +37,7 @@ def test_openai_client_chat_non_streaming_returns_answer_usage_and_pod(server_na
     assert extension["pod"] == "test-pod" and extension["node"] == "test-node" and extension["model"] == model
 
 
-@pytest.mark.parametrize("server_name", ["llama_server", "godel_server"])
+@pytest.mark.parametrize("server_name", ["llama_server", "godel_server", "llamacpp_server"])
 def test_openai_client_stream_equals_non_stream_and_ends_with_usage(server_name, request):
     server = request.getfixturevalue(server_name)
     messages = [{"role": "user", "content": "what is the recipe of mayonnaise?"}]
@@ -173,3 +175,16 @@ def test_seeded_sampling_with_top_k_and_penalties_repeats_through_the_api(llama_
     ]
     assert answers[0]["choices"][0]["message"] == answers[1]["choices"][0]["message"]
     assert answers[0]["usage"]["completion_tokens"] >= 6
+
+
+def test_min_tokens_leaves_a_greedy_answer_without_an_early_eos_unchanged(llama_server):
+    """On llama.cpp ``min_tokens`` splits the answer into two requests to llama-server: no seam shows."""
+    messages = [{"role": "user", "content": "Tell me about Paris"}]
+    body = {"messages": messages, "max_tokens": 12, "temperature": 0}
+    plain = requests.post(f"{llama_server.url}/v1/chat/completions", json=body, timeout=60).json()
+    assert plain["usage"]["completion_tokens"] == 12, "the greedy answer ends at its limit, not at an EOS"
+    held = requests.post(
+        f"{llama_server.url}/v1/chat/completions", json={**body, "min_tokens": 5}, timeout=60
+    ).json()
+    assert held["choices"][0]["message"] == plain["choices"][0]["message"]
+    assert held["usage"]["completion_tokens"] == 12

@@ -354,3 +354,17 @@ def test_service_is_cluster_ip_on_8080_named_after_the_model(
         "kubechat.dev/chatmodel": "godel",
         "app.kubernetes.io/component": "model-server",
     }
+
+
+def test_engine_and_cpu_threads_reach_the_server_env(model_owner: Resource) -> None:
+    assert server_env(model_owner, ChatModelSpec.model_validate(GODEL))["KUBECHAT_ENGINE"] == "auto"
+    assert "KUBECHAT_TORCH_THREADS" not in server_env(model_owner, ChatModelSpec.model_validate(GODEL))
+    assert server_env(model_owner, ChatModelSpec.model_validate(LLAMA))["KUBECHAT_TORCH_THREADS"] == "4"
+    gguf = {
+        "model": {"id": "pvc://weights/smollm2.Q4_1.gguf"},
+        "engine": "llama.cpp",
+        "resources": {"requests": {"cpu": "1500m"}},
+    }
+    env = server_env(model_owner, ChatModelSpec.model_validate(gguf))
+    assert env["KUBECHAT_ENGINE"] == "llama.cpp"
+    assert env["KUBECHAT_TORCH_THREADS"] == "2"
