@@ -1,5 +1,5 @@
-"""The chat frontend's JSON API in front of the real model: the user's question reaches the model and its
-answer comes back whole."""
+"""The chat frontend in front of the real model, through its JSON API and its page in Chromium: the user's
+question reaches the model and its answer comes back whole."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys as KeyPress
+from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.browser import browser  # noqa: F401 - a fixture, found by name
 from tests.support.frontend import Keys, make_keys, run_frontend
 from tests.support.model_server import RunningServer
 from tests.support.real_model import SERVED_NAME
@@ -43,3 +47,23 @@ def test_frontend_chat_api_answers_the_capital_of_france(frontend_url_and_keys: 
     )
     assert response.status_code == 200, response.text
     assert "Paris" in response.json()["response"]
+
+
+def test_chat_page_answers_the_capital_of_france(
+    frontend_url_and_keys: tuple[str, Keys],
+    browser,  # noqa: F811 - the fixture
+) -> None:
+    url, _ = frontend_url_and_keys
+    browser.get(url)
+    prompt = browser.find_element(By.ID, "prompt")
+    prompt.send_keys("What is the capital of France?")
+    prompt.send_keys(KeyPress.ENTER)
+    answer = ".message.assistant:not(.greeting)"
+    WebDriverWait(browser, 600).until(
+        lambda b: (
+            b.find_elements(By.CSS_SELECTOR, f"{answer}.done")
+            or b.find_elements(By.CSS_SELECTOR, ".message.error")
+        )
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, ".message.error")
+    assert "Paris" in browser.find_element(By.CSS_SELECTOR, f"{answer} .bubble").text
