@@ -217,6 +217,8 @@ def test_regenerate_answers_the_last_question_again_and_replaces_its_answer(brow
     buttons = browser.find_elements(By.CSS_SELECTOR, "button.regenerate")
     assert len(buttons) == 1
     assert buttons[0].find_element(By.XPATH, "..") == browser.find_elements(By.CSS_SELECTOR, ANSWER)[-1]
+    # As a reader would: scroll it into the middle first (at the very bottom the composer covers it).
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", buttons[0])
     buttons[0].click()
     WebDriverWait(browser, 60).until(
         lambda b: (
