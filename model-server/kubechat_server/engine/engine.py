@@ -19,6 +19,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubechat_server.engine.batch import Batch, NewcomerError, start_batch
@@ -46,7 +47,56 @@ class WorkItem:
     params: SamplingParams
 
 
-class Engine:
+def new_requests(
+    items: list[WorkItem],
+    timeout_s: float,
+    stream: bool,
+    hide_scratchpad: bool,
+    on_finish: Callable[[GenerationRequest, Finished], None],
+) -> list[GenerationRequest]:
+    """One request per item, sharing one deadline; their events arrive on the calling asyncio loop."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout_s
+    return [
+        GenerationRequest(
+            prompt_ids=list(item.prompt_ids),
+            params=item.params,
+            loop=loop,
+            deadline=deadline,
+            streams_text=stream,
+            hide_scratchpad=hide_scratchpad,
+            on_finish=on_finish,
+        )
+        for item in items
+    ]
+
+
+class EngineSeam:
+    """What the routes call on every engine (transformers, llama.cpp): queue one request or several."""
+
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        timeout_s: float,
+        stream: bool = False,
+        hide_scratchpad: bool = False,
+    ) -> GenerationRequest:
+        """Queue a request; its events arrive on the calling asyncio loop (text deltas only if ``stream``)."""
+        return self.submit_many([WorkItem(prompt_ids, params)], timeout_s, stream, hide_scratchpad)[0]
+
+    def submit_many(
+        self,
+        items: list[WorkItem],
+        timeout_s: float,
+        stream: bool = False,
+        hide_scratchpad: bool = False,
+    ) -> list[GenerationRequest]:
+        """Queue all ``items`` or none of them (``QueueFullError`` when they do not all fit)."""
+        raise NotImplementedError
+
+
+class Engine(EngineSeam):
     """Accepts generation requests from any asyncio loop and runs them in batches on one thread."""
 
     def __init__(
@@ -73,17 +123,6 @@ class Engine:
         self._thread = threading.Thread(target=self._work, name="kubechat-engine", daemon=True)
         self._thread.start()
 
-    def submit(
-        self,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        timeout_s: float,
-        stream: bool = False,
-        hide_scratchpad: bool = False,
-    ) -> GenerationRequest:
-        """Queue a request; its events arrive on the calling asyncio loop (text deltas only if ``stream``)."""
-        return self.submit_many([WorkItem(prompt_ids, params)], timeout_s, stream, hide_scratchpad)[0]
-
     def submit_many(
         self,
         items: list[WorkItem],
@@ -92,20 +131,7 @@ class Engine:
         hide_scratchpad: bool = False,
     ) -> list[GenerationRequest]:
         """Queue all ``items`` or none of them (``QueueFullError`` when they do not all fit)."""
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout_s
-        requests = [
-            GenerationRequest(
-                prompt_ids=list(item.prompt_ids),
-                params=item.params,
-                loop=loop,
-                deadline=deadline,
-                streams_text=stream,
-                hide_scratchpad=hide_scratchpad,
-                on_finish=self._finished,
-            )
-            for item in items
-        ]
+        requests = new_requests(items, timeout_s, stream, hide_scratchpad, on_finish=self._finished)
         with self._cond:
             if self.fault is not None:
                 raise EngineStoppedError(f"the engine failed and awaits a restart: {self.fault}")

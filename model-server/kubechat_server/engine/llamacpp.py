@@ -28,7 +28,13 @@ from pathlib import Path
 import httpx
 
 from kubechat_server.engine.answer import Answer
-from kubechat_server.engine.engine import EngineStoppedError, QueueFullError, WorkItem
+from kubechat_server.engine.engine import (
+    EngineSeam,
+    EngineStoppedError,
+    QueueFullError,
+    WorkItem,
+    new_requests,
+)
 from kubechat_server.engine.requests import GenerationRequest
 from kubechat_server.engine.sampling import SamplingParams, TokenLogprob
 from kubechat_server.metrics import ServerMetrics
@@ -288,7 +294,7 @@ def token_logprob(entry: dict, alternatives: int) -> TokenLogprob:
     return TokenLogprob(entry["id"], entry["logprob"], top)
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(EngineSeam):
     """Same surface as the transformers ``Engine``: submit token ids (all of a request's items or none), get
     events on the caller's loop; ``fault`` once llama-server died (readiness and liveness turn 503)."""
 
@@ -325,17 +331,6 @@ class LlamaCppEngine:
         self._client = httpx.AsyncClient(base_url=self.server.url, timeout=None, limits=limits)
         self._watcher = self._loop.create_task(self._watch())
 
-    def submit(
-        self,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        timeout_s: float,
-        stream: bool = False,
-        hide_scratchpad: bool = False,
-    ) -> GenerationRequest:
-        """Queue a request; its events arrive on the calling asyncio loop (text deltas only if ``stream``)."""
-        return self.submit_many([WorkItem(prompt_ids, params)], timeout_s, stream, hide_scratchpad)[0]
-
     def submit_many(
         self,
         items: list[WorkItem],
@@ -344,20 +339,9 @@ class LlamaCppEngine:
         hide_scratchpad: bool = False,
     ) -> list[GenerationRequest]:
         """Queue all ``items`` or none of them (``QueueFullError`` when they do not all fit)."""
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout_s
-        requests = [
-            GenerationRequest(
-                prompt_ids=list(item.prompt_ids),
-                params=item.params,
-                loop=loop,
-                deadline=deadline,
-                streams_text=stream,
-                hide_scratchpad=hide_scratchpad,
-                on_finish=self.metrics.request_finished,
-            )
-            for item in items
-        ]
+        requests = new_requests(
+            items, timeout_s, stream, hide_scratchpad, on_finish=self.metrics.request_finished
+        )
         with self._cond:
             if self.fault is not None:
                 raise EngineStoppedError(f"the engine failed and awaits a restart: {self.fault}")
