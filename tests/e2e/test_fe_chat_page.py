@@ -10,8 +10,8 @@ import pytest
 from selenium.common.exceptions import ElementNotInteractableException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.browser import wait_for
 from tests.support.frontend import RunningFrontend, ServedModel, run_frontend, served_model
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def frontend(model_server, tmp_path) -> Iterator[RunningFrontend]:
 
 
 def wait_answer_done(browser, count: int, timeout: float = 60) -> None:
-    WebDriverWait(browser, timeout).until(
+    wait_for(browser, timeout).until(
         lambda b: (
             len(b.find_elements(By.CSS_SELECTOR, ANSWER + ".done, " + ANSWER + ".stopped")) >= count
             or b.find_elements(By.CSS_SELECTOR, ".message.error")
@@ -119,9 +119,9 @@ def test_new_conversation_with_a_persona_starts_empty(browser, frontend):
 
     persona = browser.find_element(By.ID, "persona-picker")
     persona.find_element(By.CSS_SELECTOR, "option[value='Tavern keeper']").click()
-    WebDriverWait(browser, 5).until(lambda b: b.switch_to.alert)
+    wait_for(browser, 5).until(lambda b: b.switch_to.alert)
     browser.switch_to.alert.accept()  # "start a new conversation?" since this one has messages
-    WebDriverWait(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, ".message.user"))
+    wait_for(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, ".message.user"))
     picked = browser.find_element(By.CSS_SELECTOR, "#persona-picker option:checked")
     assert picked.get_attribute("value") == "Tavern keeper"
 
@@ -134,9 +134,9 @@ def test_new_conversation_with_a_persona_starts_empty(browser, frontend):
 
     # Ending the conversation deletes it (after asking).
     browser.find_element(By.CSS_SELECTOR, "#end-chat-link button").click()
-    WebDriverWait(browser, 5).until(lambda b: b.switch_to.alert)
+    wait_for(browser, 5).until(lambda b: b.switch_to.alert)
     browser.switch_to.alert.accept()
-    WebDriverWait(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, ".message.user"))
+    wait_for(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, ".message.user"))
     browser.refresh()
     assert browser.find_elements(By.CSS_SELECTOR, ".message.user") == []
 
@@ -148,7 +148,7 @@ def test_stop_button_ends_the_answer_and_keeps_what_was_shown(browser, frontend)
     for attempt in range(1, 6):
         prompt.send_keys(f"Tell me a long story, take {attempt}" + Keys.ENTER)
         stop = browser.find_element(By.ID, "stop")
-        WebDriverWait(browser, 30).until(
+        wait_for(browser, 30).until(
             lambda b: (
                 b.find_elements(By.CSS_SELECTOR, ANSWER + ":not(.pending) .bubble")
                 and b.find_elements(By.CSS_SELECTOR, ANSWER)[-1].find_element(By.CSS_SELECTOR, ".bubble").text
@@ -168,7 +168,7 @@ def test_stop_button_ends_the_answer_and_keeps_what_was_shown(browser, frontend)
     assert browser.find_element(By.ID, "send").is_displayed()
 
     # What the user saw of the stopped answer is kept (the server saves it when the stream is cut).
-    WebDriverWait(browser, 10).until(
+    wait_for(browser, 10).until(
         lambda b: b.refresh() or len(b.find_elements(By.CSS_SELECTOR, ANSWER)) == attempt
     )
     kept = browser.find_elements(By.CSS_SELECTOR, ANSWER + " .bubble")[-1].text
@@ -190,14 +190,12 @@ def test_model_outage_shows_the_error_with_retry_and_keeps_the_history(browser, 
 
             model.stop()
             prompt.send_keys("during the outage" + Keys.ENTER)
-            error = WebDriverWait(browser, 30).until(
-                lambda b: b.find_element(By.CSS_SELECTOR, ".message.error")
-            )
+            error = wait_for(browser, 30).until(lambda b: b.find_element(By.CSS_SELECTOR, ".message.error"))
             assert "cannot be reached" in error.text and "conversation is safe" in error.text
             retry = error.find_element(By.CSS_SELECTOR, "button.retry")
             browser.save_screenshot(str(tmp_path / "chat-outage.png"))
             retry.click()  # still down: the same clear error comes back, nothing is lost
-            WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".message.error"))
+            wait_for(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".message.error"))
 
             browser.refresh()
             users = [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".message.user .bubble")]
@@ -220,7 +218,7 @@ def test_regenerate_answers_the_last_question_again_and_replaces_its_answer(brow
     # As a reader would: scroll it into the middle first (at the very bottom the composer covers it).
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", buttons[0])
     buttons[0].click()
-    WebDriverWait(browser, 60).until(
+    wait_for(browser, 60).until(
         lambda b: (
             b.find_elements(By.CSS_SELECTOR, ANSWER + ".done ~ " + ANSWER + ".done")
             and b.find_elements(By.CSS_SELECTOR, "button.regenerate")

@@ -8,8 +8,8 @@ answer with a given markdown document; every other page test talks to the real m
 from __future__ import annotations
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.browser import wait_for
 from tests.support.fake_upstream import hostile_model
 from tests.support.frontend import run_frontend
 
@@ -36,9 +36,7 @@ def test_answer_renders_markdown_with_highlighted_copyable_code_and_no_images(br
         )
         browser.get(frontend.url)
         browser.find_element(By.ID, "prompt").send_keys("explain\n")
-        WebDriverWait(browser, 20).until(
-            lambda b: b.find_elements(By.CSS_SELECTOR, ".message.assistant.done")
-        )
+        wait_for(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".message.assistant.done"))
 
         for when in ("live", "after reload"):
             bubble = browser.find_elements(By.CSS_SELECTOR, ".message.assistant:not(.greeting) .bubble")[-1]
@@ -59,13 +57,13 @@ def test_answer_renders_markdown_with_highlighted_copyable_code_and_no_images(br
 
             copy = bubble.find_element(By.CSS_SELECTOR, "pre button.copy")
             copy.click()
-            WebDriverWait(browser, 5).until(lambda _b, button=copy: button.text == "Copied")
+            wait_for(browser, 5).until(lambda _b, button=copy: button.text == "Copied")
             copied = browser.execute_async_script(
                 "navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('error: ' + e))"
             )
             assert copied == CODE, when
             browser.save_screenshot(str(tmp_path / f"markdown-{when.replace(' ', '-')}.png"))
             browser.refresh()
-            WebDriverWait(browser, 10).until(
+            wait_for(browser, 10).until(
                 lambda b: b.find_elements(By.CSS_SELECTOR, ".message.assistant:not(.greeting) .bubble pre")
             )

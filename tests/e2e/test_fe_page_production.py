@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.browser import wait_for
 from tests.support.frontend import ServedModel, run_frontend, served_model
 from tests.support.procs import free_port
 
@@ -35,7 +35,7 @@ def settings_for(tmp_path, models) -> dict:
 def send_and_wait(browser, text: str, count: int) -> None:
     prompt = browser.find_element(By.ID, "prompt")
     prompt.send_keys(text, Keys.ENTER)
-    WebDriverWait(browser, 60).until(
+    wait_for(browser, 60).until(
         lambda b: (
             len(b.find_elements(By.CSS_SELECTOR, ANSWER + ".done")) >= count
             or b.find_elements(By.CSS_SELECTOR, ".message.error")
@@ -64,7 +64,7 @@ def test_twenty_page_sends_on_the_default_worker_count_are_none_refused(browser,
         browser.execute_script(
             "document.getElementById('conversation').scrollTo({top: 0, behavior: 'instant'})"
         )
-        WebDriverWait(browser, 60).until(
+        wait_for(browser, 60).until(
             lambda b: len(b.find_elements(By.CSS_SELECTOR, ANSWER + ".done")) > done_before
         )
         assert browser.execute_script("return document.getElementById('conversation').scrollTop") < 100
@@ -89,7 +89,7 @@ def test_a_removed_model_is_named_and_the_page_offers_a_new_chat(browser, model_
         button = error.find_element(By.CSS_SELECTOR, "button.retry")
         assert button.text == "New chat"
         button.click()
-        WebDriverWait(browser, 30).until(
+        wait_for(browser, 30).until(
             lambda b: (
                 [p.get_attribute("value") for p in b.find_elements(By.ID, "model-picker")] == ["replacement"]
             )

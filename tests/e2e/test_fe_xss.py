@@ -9,8 +9,8 @@ Every other browser test talks to the real model server.
 from __future__ import annotations
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.browser import wait_for
 from tests.support.fake_upstream import hostile_model
 from tests.support.frontend import run_frontend
 
@@ -38,9 +38,7 @@ def test_model_answer_with_script_and_html_renders_as_text(browser, tmp_path):
         assert browser.title == "<i>Title</i>"  # escaped into the title, not parsed
         prompt = browser.find_element(By.ID, "prompt")
         prompt.send_keys("<script>window.__pwned = 4</script>\n")
-        WebDriverWait(browser, 20).until(
-            lambda b: b.find_elements(By.CSS_SELECTOR, ".message.assistant.done")
-        )
+        wait_for(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".message.assistant.done"))
 
         for when in ("live", "after reload"):
             bubble = answer_bubbles(browser)[-1]
@@ -61,4 +59,4 @@ def test_model_answer_with_script_and_html_renders_as_text(browser, tmp_path):
             assert browser.execute_script("return window.__pwned === undefined"), when
             browser.save_screenshot(str(tmp_path / f"xss-{when.replace(' ', '-')}.png"))
             browser.refresh()
-            WebDriverWait(browser, 10).until(lambda b: answer_bubbles(b))
+            wait_for(browser, 10).until(lambda b: answer_bubbles(b))

@@ -9,9 +9,8 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys as KeyPress
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support.browser import browser  # noqa: F401 - a fixture, found by name
+from tests.support.browser import browser, wait_for  # noqa: F401 - browser is a fixture, found by name
 from tests.support.frontend import Keys, make_keys, run_frontend
 from tests.support.model_server import RunningServer
 from tests.support.real_model import SERVED_NAME
@@ -59,7 +58,7 @@ def test_chat_page_answers_the_capital_of_france(
     prompt.send_keys("What is the capital of France?")
     prompt.send_keys(KeyPress.ENTER)
     answer = ".message.assistant:not(.greeting)"
-    WebDriverWait(browser, 600).until(
+    wait_for(browser, 600).until(
         lambda b: (
             b.find_elements(By.CSS_SELECTOR, f"{answer}.done")
             or b.find_elements(By.CSS_SELECTOR, ".message.error")

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
@@ -28,3 +30,9 @@ def browser(tmp_path) -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+def wait_for(driver: webdriver.Chrome, seconds: float) -> WebDriverWait:
+    """A WebDriverWait whose conditions may read elements the page is re-rendering: an element replaced
+    between finding it and reading it is tried again, not a failure."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))

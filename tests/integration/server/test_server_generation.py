@@ -162,8 +162,11 @@ def test_requests_join_a_running_batch_without_changing_greedy_answers(
             answers = list(pool.map(timed_chat, joiners))
             rest, first_done = rest_future.result()
     joined = {p: answer for p, (answer, _) in zip(joiners, answers, strict=True)}
-    if first_tokens > 10 * joiner_tokens:
+    if first_tokens > 10 * joiner_tokens and server_name != "llamacpp_server":
         # One engine thread: the first request outliving the later ones means they shared its batch.
+        # Not on llama.cpp: llama-server writes the tiny model's 600 tokens in ~0.17 s, less than the four
+        # joiners take to arrive on a loaded machine, and its batching is its own; there the test checks
+        # only that answers given side by side equal the ones given alone.
         assert first_done > max(done for _, done in answers), "nothing joined the running batch"
     assert {p: r["choices"][0]["message"]["content"] for p, r in joined.items()} == alone
     chunks = [json.loads(line[6:]) for line in rest if line != "data: [DONE]"]
