@@ -59,6 +59,7 @@ class User:
     username: str
     hashed_password: str
     api_key_digest: str
+    token_budget: int | None = None  # model tokens per budget period; None = the frontend's default
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,9 @@ class Store(Protocol):
         """Hand the conversation to `new` if `old` still owns it, atomically (a conversation made before
         browsers had their own lists is adopted by the browser whose cookie names it); False otherwise."""
 
-    def hit(self, name: str, window_s: int) -> Hit:
-        """Count one request for `name` in the current window, shared by every replica using this store."""
+    def hit(self, name: str, window_s: int, amount: int = 1) -> Hit:
+        """Count `amount` (one request, or a reply's tokens; 0 reads the count) for `name` in the current
+        window, atomically and shared by every replica using this store."""
 
     def create_user(self, user: User) -> None:
         """Add a user; `DuplicateError` when the name or the key is taken."""

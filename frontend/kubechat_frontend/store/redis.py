@@ -179,11 +179,11 @@ class RedisStore:
             pipe.zrem(self._owner_key(owner), conversation_id)
         return pipe.execute()[0] > 0
 
-    def hit(self, name: str, window_s: int) -> Hit:
+    def hit(self, name: str, window_s: int, amount: int = 1) -> Hit:
         index, reset_in = window_of(window_s)
         key = f"{PREFIX}rate:{name}@{index}"
         pipe = self._redis.pipeline()  # MULTI/EXEC: the count and its expiry are set together
-        pipe.incr(key)
+        pipe.incrby(key, amount)
         pipe.expire(key, window_s + 1)
         count, _ = pipe.execute()
         return Hit(count=int(count), reset_in=reset_in)
@@ -194,6 +194,8 @@ class RedisStore:
         if not self._redis.set(by_key, user.username, nx=True):
             raise DuplicateError(user.username)
         fields = {"hashed_password": user.hashed_password, "api_key": user.api_key_digest}
+        if user.token_budget is not None:
+            fields["token_budget"] = str(user.token_budget)
         if not self._redis.hsetnx(f"{PREFIX}user:{user.username}", "api_key", user.api_key_digest):
             self._redis.delete(by_key)
             raise DuplicateError(user.username)
@@ -202,7 +204,10 @@ class RedisStore:
     def user_by_key(self, api_key_digest: str) -> User | None:
         username = self._redis.get(f"{PREFIX}user-key:{api_key_digest}")
         fields = self._redis.hgetall(f"{PREFIX}user:{username}") if username else {}
-        return User(username, fields["hashed_password"], fields["api_key"]) if fields else None
+        if not fields:
+            return None
+        budget = fields.get("token_budget")
+        return User(username, fields["hashed_password"], fields["api_key"], int(budget) if budget else None)
 
     def save_npc(self, npc: Npc) -> None:
         self._redis.set(f"{PREFIX}npc:{npc.id}", json.dumps(asdict(npc)))

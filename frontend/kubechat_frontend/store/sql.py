@@ -160,15 +160,15 @@ class SqlStore:
             )
             return conn.execute(delete(conversations).where(idle)).rowcount
 
-    def hit(self, name: str, window_s: int) -> Hit:
+    def hit(self, name: str, window_s: int, amount: int = 1) -> Hit:
         index, reset_in = window_of(window_s)
         now = time.time()
         # One atomic upsert, so concurrent replicas never lose a count.
         statement = self._upsert(rate_counters).values(
-            name=f"{name}@{index}", count=1, expires=now + reset_in
+            name=f"{name}@{index}", count=amount, expires=now + reset_in
         )
         statement = statement.on_conflict_do_update(
-            index_elements=[rate_counters.c.name], set_={"count": rate_counters.c.count + 1}
+            index_elements=[rate_counters.c.name], set_={"count": rate_counters.c.count + amount}
         ).returning(rate_counters.c.count)
         with self.engine.begin() as conn:
             count = conn.execute(statement).scalar_one()
@@ -184,6 +184,7 @@ class SqlStore:
                         username=user.username,
                         hashed_password=user.hashed_password,
                         api_key=user.api_key_digest,
+                        token_budget=user.token_budget,
                     )
                 )
         except IntegrityError as error:
@@ -192,9 +193,9 @@ class SqlStore:
     def user_by_key(self, api_key_digest: str) -> User | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(users.c.username, users.c.hashed_password, users.c.api_key).where(
-                    users.c.api_key == api_key_digest
-                )
+                select(
+                    users.c.username, users.c.hashed_password, users.c.api_key, users.c.token_budget
+                ).where(users.c.api_key == api_key_digest)
             ).first()
         return User(*row) if row else None
 

@@ -58,6 +58,7 @@ users = Table(
     Column("username", String, primary_key=True),
     Column("hashed_password", String),
     Column("api_key", String, unique=True),
+    Column("token_budget", Integer, nullable=True),  # model tokens per period; NULL = the default
 )
 
 npcs = Table(

@@ -345,3 +345,15 @@ def test_a_browser_whose_cookie_names_a_conversation_from_before_lists_finds_it_
         assert stranger.get("/c/kept").status_code == 303 and stranger.get("/c/other").status_code == 303
     finally:
         app.extensions["kubechat"].close()
+
+
+def test_token_counts_add_up_across_replicas_and_a_users_budget_is_kept(open_two):
+    first, second = open_two
+    assert first.hit("tokens:key:abc", 86400, 0).count == 0  # reading does not count
+    first.hit("tokens:key:abc", 86400, 120)
+    assert second.hit("tokens:key:abc", 86400, 30).count == 150
+    assert first.hit("tokens:key:abc", 86400, 0).count == 150
+    first.create_user(User("cap", "h", "digest-cap", token_budget=5000))
+    first.create_user(User("free", "h", "digest-free"))
+    assert second.user_by_key("digest-cap").token_budget == 5000
+    assert second.user_by_key("digest-free").token_budget is None
