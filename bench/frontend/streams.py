@@ -10,6 +10,7 @@ the median of the same taken straight from the upstream. The frontend's processe
 workers) are sampled every 0.25 s for their summed RSS.
 
     python bench/frontend/streams.py --streams 1000 --threads 64 default
+    python bench/frontend/streams.py --streams 1000 --store postgresql
 
 It prints a markdown table (results in bench/results/frontend.md, "Many long streams").
 """
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "frontend")]
 
 from kubechat_frontend.cli import DEFAULT_THREADS  # noqa: E402
+from tests.support.databases import create_database, postgres  # noqa: E402
 from tests.support.fake_upstream import hostile_model  # noqa: E402
 from tests.support.frontend import run_frontend  # noqa: E402
 
@@ -160,9 +162,9 @@ class RssSampler:
         self._thread.join()
 
 
-def run_through_frontend(upstream: str, count: int, threads: int | None, workdir: Path) -> Run:
+def run_through_frontend(upstream: str, count: int, threads: int | None, workdir: Path, store: dict) -> Run:
     settings = {
-        "STORE": f"sqlite:///{workdir}/history-{threads}.db",
+        **(store or {"STORE": f"sqlite:///{workdir}/history-{threads}.db"}),
         "MODELS": [{"name": "slow", "url": upstream}],
         "SECRET_KEY": "bench-secret",
         "RATE_LIMIT": 0,  # one client address sends everything here; limits are not what is measured
@@ -170,6 +172,7 @@ def run_through_frontend(upstream: str, count: int, threads: int | None, workdir
     label = f"2 gthread workers x {threads or DEFAULT_THREADS} threads" + (
         " (default)" if threads is None else ""
     )
+    label += ", " + settings["STORE"].split(":", 1)[0]
     with run_frontend(
         settings, workdir / f"frontend-{threads}.log", workers=None, threads=threads
     ) as frontend:
@@ -239,18 +242,24 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=21)
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between pieces")
     parser.add_argument("--threads", nargs="+", default=["default"], help="threads per worker ('default')")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite", help="history store")
     args = parser.parse_args()
     pieces = [f"piece {i} " for i in range(args.pieces)]
     with (
         tempfile.TemporaryDirectory() as tmp,
         hostile_model(pieces, "slow-pod", "slow-node", args.pause) as upstream,
+        contextlib.ExitStack() as stack,
     ):
+        store = {}
+        if args.store == "postgresql":  # a real server from the Debian package, on loopback, removed after
+            server = stack.enter_context(postgres())
+            store = {"STORE": create_database(server), "STORE_PASSWORD": server.password}
         direct = run_direct(upstream, args.streams)
         runs = []
         for threads in args.threads:
             runs.append(
                 run_through_frontend(
-                    upstream, args.streams, None if threads == "default" else int(threads), Path(tmp)
+                    upstream, args.streams, None if threads == "default" else int(threads), Path(tmp), store
                 )
             )
     print(report(runs, direct, args), flush=True)
