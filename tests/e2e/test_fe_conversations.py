@@ -108,3 +108,29 @@ def test_two_conversations_are_listed_switched_renamed_and_deleted(browser, fron
     assert shown_questions(browser) == []
     browser.find_element(By.LINK_TEXT, "Rivers <b>& lakes</b>").click()
     wait_for(browser, 10).until(lambda b: shown_questions(b) == ["And rivers?"])
+
+
+def test_on_a_phone_the_list_opens_from_the_top_bar_and_closes_with_escape(browser, frontend, tmp_path):
+    browser.set_window_size(390, 844)
+    browser.get(frontend.url)
+    ask(browser, "A question on a phone")
+    assert not browser.find_element(By.ID, "sidebar").is_displayed()  # the chat gets the whole width
+    toggle = browser.find_element(By.ID, "sidebar-toggle")
+    assert toggle.get_attribute("aria-expanded") == "false"
+    toggle.click()
+    wait_for(browser, 5).until(lambda b: b.find_element(By.ID, "sidebar").is_displayed())
+    assert toggle.get_attribute("aria-expanded") == "true"
+    wait_for(browser, 10).until(lambda b: titles(b) == ["A question on a phone"])
+    browser.save_screenshot(str(tmp_path / "phone-list.png"))
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+    browser.find_element(By.CSS_SELECTOR, "#conversation-list .conversation-title").send_keys(Keys.ESCAPE)
+    wait_for(browser, 5).until(lambda b: not b.find_element(By.ID, "sidebar").is_displayed())
+    assert browser.switch_to.active_element == toggle  # focus goes back where the list was opened
+    toggle.click()
+    wait_for(browser, 5).until(lambda b: b.find_element(By.ID, "sidebar").is_displayed())
+    ActionChains(browser).move_to_element_with_offset(
+        browser.find_element(By.TAG_NAME, "body"), 170, 0
+    ).click().perform()
+    wait_for(browser, 5).until(
+        lambda b: not b.find_element(By.ID, "sidebar").is_displayed()
+    )  # a tap beside it

@@ -149,7 +149,8 @@
     }
   });
 
-  // On narrow screens the list is a panel that the top bar's button opens and Escape closes.
+  // On narrow screens the list is a panel that the top bar's button opens, and Escape or a tap beside it
+  // closes (the panel covers the button).
   function setOpen(open) {
     shell.classList.toggle("sidebar-open", open);
     toggle.setAttribute("aria-expanded", String(open));
@@ -158,6 +159,9 @@
   toggle.addEventListener("click", () => setOpen(!shell.classList.contains("sidebar-open")));
   document.getElementById("sidebar").addEventListener("keydown", (event) => {
     if (event.key === "Escape" && shell.classList.contains("sidebar-open")) { setOpen(false); toggle.focus(); }
+  });
+  shell.querySelector(".app").addEventListener("click", (event) => {
+    if (shell.classList.contains("sidebar-open") && !toggle.contains(event.target)) setOpen(false);
   });
 
   document.addEventListener("kubechat:conversation-saved", refresh);
