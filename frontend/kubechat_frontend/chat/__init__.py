@@ -84,7 +84,6 @@ def render_page(conversation: Conversation | None) -> str:
         personas=svc.settings["PERSONAS"],
         conversation=conversation,
         messages=svc.store.messages(conversation.id) if conversation else [],
-        conversation_list=svc.store.list_conversations(page_owner()),
     )
 
 
