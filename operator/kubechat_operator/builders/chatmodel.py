@@ -406,7 +406,10 @@ def build_model_children(owner: Resource, spec: ChatModelSpec, config: OperatorC
         build_cache_claim(owner, spec),
         build_deployment(owner, spec, config),
         service(owner, COMPONENT, HTTP_PORT),
-        horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling) if spec.autoscaling else None,
+        # metric requests: the operator scales (autoscaler.py) and a leftover CPU HPA is pruned.
+        horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling)
+        if spec.autoscaling and not spec.scales_on_requests
+        else None,
         build_pod_disruption_budget(owner, spec),
         build_network_policy(owner, spec, config),
     ]
