@@ -40,6 +40,7 @@ DRAIN_S = 5
 GRACE_MARGIN_S = 10
 # The rollout's progress deadline beyond the startup budget: scheduling and an image pull come first.
 PROGRESS_DEADLINE_MARGIN_S = 600
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "kubechat", "app.kubernetes.io/component": "operator"}
 # Label on frontend pods naming each ChatModel they may call: models.kubechat.dev/<model>: "true".
 MODEL_CLIENT_LABEL_PREFIX = "models.kubechat.dev/"
 
@@ -306,12 +307,9 @@ def build_network_policy(owner: Resource, spec: ChatModelSpec, config: OperatorC
                 "namespaceSelector": {
                     "matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}
                 },
-                "podSelector": {
-                    "matchLabels": {
-                        "app.kubernetes.io/part-of": "kubechat",
-                        "app.kubernetes.io/component": "operator",
-                    }
-                },
+                # The chart's operator pods (kubechat.selectorLabels): the request autoscaler reads the
+                # model pods' /metrics on this port.
+                "podSelector": {"matchLabels": OPERATOR_POD_LABELS},
             }
         )
     return {
