@@ -152,6 +152,8 @@ class RequestAutoscaler:
             self.runtime.events.post(body, "Normal", decision.reason, message)
             metrics.AUTOSCALER_SCALES.labels(decision.reason).inc()
             logger.info("ChatModel %s/%s %s", namespace, name, message)
+        if (namespace, name) not in self.models:
+            return  # deleted or no longer scaled on requests while this round ran: leave no series behind
         metrics.AUTOSCALER_DESIRED.labels(namespace, name).set(decision.replicas)
         metrics.AUTOSCALER_LOAD.labels(namespace, name).set(observed.load)
         metrics.AUTOSCALER_UNKNOWN.labels(namespace, name).set(observed.unknown)
