@@ -74,10 +74,11 @@ class History:
 
     recommendations: deque[tuple[float, int]] = field(default_factory=deque)
     idle_since: float | None = None
+    replicas: int | None = None  # as the last round saw them
 
     @classmethod
     def starting_at(cls, replicas: int, now: float) -> History:
-        return cls(recommendations=deque([(now, replicas)]))
+        return cls(recommendations=deque([(now, replicas)]), replicas=replicas)
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,12 @@ def recommend(policy: Policy, observed: Observation, idle_for: float | None) -> 
 
 def decide(policy: Policy, observed: Observation, history: History, now: float) -> Decision:
     """The replicas for this round (see the module's docstring); updates history."""
-    if observed.load == 0 and observed.unknown == 0:
-        if history.idle_since is None:
-            history.idle_since = now
-    else:
+    just_woken = history.replicas == 0 and observed.replicas > 0  # by us, kubectl scale or a frontend
+    history.replicas = observed.replicas
+    if observed.load or observed.unknown:
         history.idle_since = None
+    elif just_woken or history.idle_since is None:
+        history.idle_since = now  # a woken model gets its whole idle delay, even before it serves
     idle_for = None if history.idle_since is None else now - history.idle_since
     recommendation = recommend(policy, observed, idle_for)
     keep = max(policy.up_window_s, policy.down_window_s)

@@ -120,3 +120,14 @@ def test_the_policy_defaults_the_target_to_half_a_batch() -> None:
     assert Policy.from_spec(ChatModelSpec.model_validate(small)).target == 1
     explicit = {"model": {"id": "m"}, "autoscaling": {"maxReplicas": 3, "targetRequestsPerReplica": 3}}
     assert Policy.from_spec(ChatModelSpec.model_validate(explicit)).target == 3
+
+
+def test_a_model_woken_by_someone_else_gets_its_whole_idle_delay_before_sleeping_again() -> None:
+    policy = _policy(min_replicas=0, scale_to_zero_after_s=60)
+    history = History.starting_at(0, 0)
+    assert decide(policy, Observation(0, ()), history, 0).replicas == 0
+    assert decide(policy, Observation(0, ()), history, 500).replicas == 0  # long asleep
+    # kubectl scale --replicas=1 (or a frontend) wakes it; no load is visible yet while the pod starts.
+    assert decide(policy, Observation(1, ()), history, 501).replicas == 1
+    assert decide(policy, Observation(1, (0,)), history, 560).replicas == 1
+    assert decide(policy, Observation(1, (0,)), history, 562).replicas == 0
