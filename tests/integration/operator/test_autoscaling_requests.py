@@ -21,6 +21,7 @@ metadata: {name: tiny}
 spec:
   model: {id: microsoft/GODEL-v1_1-base-seq2seq}
   replicas: 1
+  resources: {requests: {cpu: 500m}}
   autoscaling: %s
 """
 FRONTEND = """
@@ -123,7 +124,7 @@ def _event_messages(kubectl: Kubectl, reason: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_min_replicas_zero_is_refused_with_metric_cpu_and_defaults_fill_the_request_settings(
+def test_cpu_metric_refuses_min_zero_and_a_missing_cpu_request_and_defaults_fill_the_request_settings(
     kubectl: Kubectl,
 ) -> None:
     result = kubectl(
@@ -131,6 +132,10 @@ def test_min_replicas_zero_is_refused_with_metric_cpu_and_defaults_fill_the_requ
     )
     assert result.returncode != 0
     assert "minReplicas 0 (scale to zero) needs autoscaling.metric: requests" in result.stderr
+    no_cpu_request = MODEL.replace("  resources: {requests: {cpu: 500m}}\n", "")
+    result = kubectl("apply", "-f", "-", input=no_cpu_request % "{metric: cpu, maxReplicas: 2}", check=False)
+    assert result.returncode != 0
+    assert "autoscaling.metric cpu needs resources.requests.cpu" in result.stderr
     kubectl.apply(MODEL % "{minReplicas: 0, maxReplicas: 2}")
     autoscaling = kubectl.get("chatmodel", "tiny")["spec"]["autoscaling"]
     assert autoscaling == {

@@ -222,7 +222,8 @@ def test_cpu_autoscaling_creates_an_hpa_on_the_chatmodel_and_removing_it_deletes
     kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
     autoscaling = "autoscaling: {metric: cpu, minReplicas: 1, maxReplicas: 3}"
-    kubectl.apply(CPU_MODEL.replace("replicas: 1", f"replicas: 1\n  {autoscaling}"))
+    resources = "resources: {requests: {cpu: 500m}}"
+    kubectl.apply(CPU_MODEL.replace("replicas: 1", f"replicas: 1\n  {autoscaling}\n  {resources}"))
     hpa = wait_until(lambda: kubectl.get("hpa", "tiny"), 30, "the HPA")
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "kubechat.dev/v1alpha1",
