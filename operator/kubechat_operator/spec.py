@@ -112,6 +112,16 @@ class Autoscaling(_Spec):
     target_cpu_utilization_percentage: int = Field(default=70, alias="targetCPUUtilizationPercentage")
 
 
+class ModelAutoscaling(Autoscaling):
+    """A ChatModel's autoscaling: on requests (the operator's own loop, autoscaler.py) or on CPU (an HPA)."""
+
+    metric: Literal["requests", "cpu"] = "requests"
+    target_requests_per_replica: int | None = None
+    scale_to_zero_after_seconds: int = 300
+    scale_up_stabilization_seconds: int = 0
+    scale_down_stabilization_seconds: int = 300
+
+
 class Serving(_Spec):
     max_batch_size: int = 16
     max_queue_delay_ms: int = 10
@@ -156,12 +166,24 @@ class ChatModelSpec(PodSettings):
     generation: Generation = Generation()
     replicas: int = 1
     resources: ModelResources = ModelResources()
-    autoscaling: Autoscaling | None = None
+    autoscaling: ModelAutoscaling | None = None
     serving: Serving = Serving()
     cache: Cache | None = None
     network_policy: NetworkPolicy = NetworkPolicy()
     startup_budget: str = "30m"
     engine: Literal["auto", "transformers", "llama.cpp"] = "auto"
+
+    @property
+    def scales_on_requests(self) -> bool:
+        """Whether the operator's request autoscaler (not an HPA) drives spec.replicas."""
+        return self.autoscaling is not None and self.autoscaling.metric == "requests"
+
+    @property
+    def target_requests_per_replica(self) -> int:
+        """In-flight + queued requests per pod to aim for: the spec's, else half a full batch (a pod keeps
+        headroom for the minutes a new pod takes to load)."""
+        explicit = self.autoscaling.target_requests_per_replica if self.autoscaling else None
+        return explicit or max(1, self.serving.max_batch_size // 2)
 
     @property
     def startup_budget_seconds(self) -> int:

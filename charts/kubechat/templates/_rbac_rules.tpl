@@ -26,6 +26,10 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
 - apiGroups: [kubechat.dev]
   resources: [chatmodels/status, chatfrontends/status]
   verbs: [patch]
+# The request autoscaler sets a ChatModel's replicas through its scale subresource (the spec stays the user's).
+- apiGroups: [kubechat.dev]
+  resources: [chatmodels/scale]
+  verbs: [patch]
 # Children: server-side apply creates (the apiserver checks `create` when the object is new) and repairs
 # them (`patch`), drift is watched, dropped ones are pruned.
 - apiGroups: [""]
