@@ -510,9 +510,9 @@ def kill_group(pgid: int, pids: list[int], timeout: float = 10) -> None:
 # -- hack/control-plane up|down|status --------------------------------------------------------------------
 
 
-def _load_state(state_dir: Path) -> dict[str, Any]:
+def _load_state(state_dir: Path, state_file: str = "state.json") -> dict[str, Any]:
     try:
-        return json.loads((state_dir / "state.json").read_text())
+        return json.loads((state_dir / state_file).read_text())
     except (OSError, ValueError):
         return {"pids": {}}
 
@@ -550,20 +550,27 @@ def _up(state_dir: Path, bin_dir: Path) -> int:
     return 0
 
 
-def _down(state_dir: Path) -> int:
-    state = _load_state(state_dir)
+def kill_recorded(state_dir: Path, state_file: str = "state.json") -> list[int] | None:
+    """SIGKILL the processes a detached run recorded in `state_dir`/`state_file` and forget them; returns
+    the pids that outlived SIGKILL, or None when none of them ran."""
+    state = _load_state(state_dir, state_file)
     live = _live_components(state_dir, state)
     if not live:
-        print("control-plane: not running", file=sys.stderr)
-        return 0
+        return None
     # While any member lives the group id cannot be reused, so the group is still exactly ours.
     kill_group(state["pgid"], list(live.values()))
     left = [pid for pid in live.values() if alive(pid)]
+    if not left:
+        (state_dir / state_file).unlink()
+    return left
+
+
+def _down(state_dir: Path) -> int:
+    left = kill_recorded(state_dir)
     if left:
         print(f"control-plane: processes {left} outlived SIGKILL", file=sys.stderr)
         return 1
-    (state_dir / "state.json").unlink()
-    print("control-plane: stopped", file=sys.stderr)
+    print("control-plane: stopped" if left == [] else "control-plane: not running", file=sys.stderr)
     return 0
 
 

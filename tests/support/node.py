@@ -43,6 +43,7 @@ from tests.support.controlplane import (
     ControlPlaneError,
     alive,
     kill_group,
+    kill_recorded,
     sign_certificate,
 )
 from tests.support.procs import REPO_ROOT, cache_dir, die_with_parent
@@ -954,15 +955,12 @@ def _up(state_dir: Path, bin_dir: Path) -> int:
     return 0
 
 
-def _down(state_dir: Path) -> int:
-    """Stop a detached cluster (or clean up after a killed one) and check that nothing is left."""
-    for part in ("node/node-state.json", "control-plane/state.json"):
-        with contextlib.suppress(OSError, ValueError):
-            state = json.loads((state_dir / part).read_text())
-            live = [pid for pid in state["pids"].values() if alive(pid)]
-            if live:
-                kill_group(state["pgid"], live)
-    with node_lock(timeout=60):
+def stop_detached(state_dir: Path, *, lock_held: bool = False) -> int:
+    """Stop a detached cluster under `state_dir` (`hack/node up`), or clean up after a killed one, and check
+    that nothing is left; 0 when nothing is. `lock_held`: the caller holds the node lock already."""
+    kill_recorded(state_dir / "node", "node-state.json")
+    kill_recorded(state_dir / "control-plane")
+    with contextlib.nullcontext() if lock_held else node_lock(timeout=60):
         cleanup(state_dir)
         saved = state_dir / "node" / "sysctls-before.json"
         with contextlib.suppress(OSError, ValueError):
@@ -988,7 +986,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("up needs --bin-dir")
         return _up(args.state_dir, args.bin_dir)
     if args.command == "down":
-        return _down(args.state_dir)
+        return stop_detached(args.state_dir)
     try:
         with node_lock(timeout=0):
             left = leftovers(args.state_dir)
