@@ -225,7 +225,8 @@ def up(check: bool) -> int:
     state = cache_dir("quickstart") / "run"
     start = time.monotonic()
     try:
-        with node_lock(timeout=0):
+        say("taking the machine's node lock (a detached `hack/node up` holds it until `hack/node down`)")
+        with node_lock():
             stop_detached(state, lock_held=True)  # what a killed run left
             shutil.rmtree(state, ignore_errors=True)
             cluster = Cluster(state, build())

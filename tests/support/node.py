@@ -21,7 +21,6 @@ Only the standard library is used here, so `hack/node` runs it with any Python 3
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -40,11 +39,12 @@ from typing import Any
 from tests.support.controlplane import (
     NODE_IP,
     ControlPlane,
-    ControlPlaneError,
     alive,
     kill_group,
     kill_recorded,
     sign_certificate,
+    start_detached,
+    state_dir_cli,
 )
 from tests.support.procs import REPO_ROOT, cache_dir, die_with_parent
 
@@ -938,21 +938,16 @@ class Cluster:
 
 
 def _up(state_dir: Path, bin_dir: Path) -> int:
-    start = time.monotonic()
     with node_lock(timeout=0) as lock_fd:
         cluster = Cluster(state_dir, bin_dir, detach=True, lock_fd=lock_fd)
-        try:
-            cluster.start()
-        except (NodeError, ControlPlaneError) as error:
-            print(f"node: {error}", file=sys.stderr)
-            return 1
-        cluster.save()
-    print(
-        f"node: {NODE_NAME} Ready in {time.monotonic() - start:.0f} s, apiserver {cluster.plane.server}; "
-        f'logs in {state_dir}/*/logs; eval "$(hack/node env)" to use it',
-        file=sys.stderr,
-    )
-    return 0
+        return start_detached(
+            "node",
+            cluster,
+            lambda took: (
+                f"{NODE_NAME} Ready in {took:.0f} s, apiserver {cluster.plane.server}; "
+                f'logs in {state_dir}/*/logs; eval "$(hack/node env)" to use it'
+            ),
+        )
 
 
 def stop_detached(state_dir: Path, *, lock_held: bool = False) -> int:
@@ -975,26 +970,20 @@ def stop_detached(state_dir: Path, *, lock_held: bool = False) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hack/node", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "leftovers"])
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--bin-dir", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "up":
-        if args.bin_dir is None:
-            parser.error("up needs --bin-dir")
-        return _up(args.state_dir, args.bin_dir)
-    if args.command == "down":
-        return stop_detached(args.state_dir)
+def _leftovers(state_dir: Path) -> int:
     try:
         with node_lock(timeout=0):
-            left = leftovers(args.state_dir)
+            left = leftovers(state_dir)
     except NodeError:
         print("a node is up (its lock is held): nothing to check")
         return 0
     print("\n".join(left) or "nothing")
     return 1 if left else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = {"down": stop_detached, "leftovers": _leftovers}
+    return state_dir_cli("hack/node", __doc__.split("\n\n")[0], _up, commands, argv)
 
 
 if __name__ == "__main__":
