@@ -98,14 +98,7 @@ def test_frontend_pod_with_default_settings_answers_every_chat(
     assert all(a.get("pod") == model_pod["metadata"]["name"] for a in answers), answers[:2]
 
 
-def chat_through_frontend(port: int, message: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/chat",
-        data=json.dumps({"message": message}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.load(response)
+chat_through_frontend = steps.chat  # one chat through the frontend's /api/chat on 127.0.0.1:port
 
 
 def model_pod_names(cluster: Cluster, namespace: str) -> set[str]:

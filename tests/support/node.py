@@ -678,6 +678,15 @@ def build_scratch_image_archive(bin_dir: Path, program: str, image: str) -> Path
     return out
 
 
+# The add-ons (CoreDNS, metrics-server) run as nobody in a locked-down container, like kubechat's own pods.
+NOBODY_POD = {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}}
+LOCKED_DOWN_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def coredns_manifest() -> str:
     """CoreDNS as the cluster's DNS: its RBAC, Corefile, Deployment and the kube-dns Service at
     DNS_SERVICE_IP. Only cluster names are answered (nothing is forwarded: no resolver is reachable)."""
@@ -732,11 +741,7 @@ def coredns_manifest() -> str:
                     "spec": {
                         "serviceAccountName": "coredns",
                         "dnsPolicy": "Default",
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 65534,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": NOBODY_POD,
                         "containers": [
                             {
                                 "name": "coredns",
@@ -747,11 +752,7 @@ def coredns_manifest() -> str:
                                     {"containerPort": DNS_PORT, "protocol": "UDP", "name": "dns"},
                                     {"containerPort": DNS_PORT, "protocol": "TCP", "name": "dns-tcp"},
                                 ],
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
+                                "securityContext": LOCKED_DOWN_CONTAINER,
                                 "resources": {
                                     "requests": {"cpu": "50m", "memory": "32Mi"},
                                     "limits": {"memory": "128Mi"},
@@ -829,11 +830,7 @@ def metrics_server_manifest() -> str:
                     "metadata": {"labels": labels},
                     "spec": {
                         "serviceAccountName": name,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 65534,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": NOBODY_POD,
                         "containers": [
                             {
                                 "name": name,
@@ -847,11 +844,7 @@ def metrics_server_manifest() -> str:
                                     "--metric-resolution=15s",
                                 ],
                                 "ports": [{"containerPort": 4443, "name": "https"}],
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
+                                "securityContext": LOCKED_DOWN_CONTAINER,
                                 "resources": {
                                     "requests": {"cpu": "50m", "memory": "64Mi"},
                                     "limits": {"memory": "256Mi"},
