@@ -243,8 +243,8 @@ def up(check: bool) -> int:
                 say("stopped; nothing of the node is left")
     except KeyboardInterrupt:
         return 130
-    except QuickStartError as error:
-        say(str(error))
+    except (RuntimeError, AssertionError) as error:  # QuickStartError, NodeError, a pod not Ready in time
+        say(f"failed: {error}")
         return 1
     say(f"done in {time.monotonic() - start:.0f} s")
     return 0
