@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.controlplane import ControlPlane
+from tests.support.procs import die_with_parent
 
 # What the operator's pods get too: non-root, a read-only root, no capabilities, RuntimeDefault seccomp.
 RESTRICTED_CONTAINER = {
@@ -130,9 +131,13 @@ class StayingForward:
         while not self._stopping.is_set():
             self.restarts += 1
             # Its own process group: a Ctrl-C meant for the caller must not end it before the caller's
-            # cleanup does.
+            # cleanup does. It dies with this thread, which lives until __exit__ (or the process is killed).
             self._process = subprocess.Popen(
-                self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+                self.command,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                process_group=0,
+                preexec_fn=die_with_parent(),
             )
             self._process.wait()
             self._stopping.wait(0.5)
