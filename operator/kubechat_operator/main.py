@@ -36,6 +36,7 @@ CHILD_RESOURCES = [
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("networking.k8s.io", "v1", "ingresses", "Ingress"),
 ]
 CHILD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 OWNER_LABELS = {f"{GROUP}/chatmodel": "ChatModel", f"{GROUP}/chatfrontend": "ChatFrontend"}

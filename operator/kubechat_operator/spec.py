@@ -134,15 +134,13 @@ class LocalObjectReference(_Spec):
     name: str
 
 
-class ChatModelSpec(_Spec):
-    model: ModelSource
-    prompt: Prompt = Prompt()
-    generation: Generation = Generation()
-    replicas: int = 1
-    resources: ModelResources = ModelResources()
+class PodSettings(_Spec):
+    """The pod settings a platform team sets on both kinds' pods: placement, pulling and extra env."""
+
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] | None = None
+    topology_spread_constraints: list[dict[str, Any]] = Field(default_factory=list)
     runtime_class_name: str | None = None
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     priority_class_name: str | None = None
@@ -150,6 +148,14 @@ class ChatModelSpec(_Spec):
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     env: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ChatModelSpec(PodSettings):
+    model: ModelSource
+    prompt: Prompt = Prompt()
+    generation: Generation = Generation()
+    replicas: int = 1
+    resources: ModelResources = ModelResources()
     autoscaling: Autoscaling | None = None
     serving: Serving = Serving()
     cache: Cache | None = None
@@ -185,6 +191,19 @@ class FrontendService(_Spec):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     port: int = 80
     node_port: int | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class IngressTls(_Spec):
+    secret_name: str
+
+
+class FrontendIngress(_Spec):
+    enabled: bool = True
+    class_name: str | None = None
+    host: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    tls: IngressTls | None = None
 
 
 class Store(_Spec):
@@ -200,25 +219,36 @@ class RateLimit(_Spec):
     requests_per_minute: int = 60
 
 
-class ChatFrontendSpec(_Spec):
+class ChatFrontendSpec(PodSettings):
     models: list[ModelRef]
     title: str = "kubechat"
     greeting: str = "Hello! How can I help you today?"
     secure_cookies: bool = True
     personas: list[FrontendPersona] = Field(default_factory=list)
     replicas: int = 1
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
-    image: str | None = None
-    image_pull_policy: str = "IfNotPresent"
+    pod_labels: dict[str, str] = Field(default_factory=dict)
     resources: FrontendResources = FrontendResources()
     service: FrontendService = FrontendService()
+    ingress: FrontendIngress | None = None
     store: Store = Store()
     api_keys_secret_ref: ApiKeysRef | None = None
     admin_key_secret_ref: AdminKeyRef | None = None
     secret_key_secret_ref: SessionSecretRef | None = None
     rate_limit: RateLimit = RateLimit()
-    trusted_proxies: int = 0
+    trusted_proxies: int | None = None
     autoscaling: Autoscaling | None = None
+
+    @property
+    def ingress_enabled(self) -> bool:
+        return self.ingress is not None and self.ingress.enabled
+
+    @property
+    def proxy_hops(self) -> int:
+        """Proxies whose X-Forwarded-For the frontend trusts: as set, else the Ingress controller's one hop
+        when an Ingress is enabled (otherwise every user behind it would share one rate limit), else 0."""
+        if self.trusted_proxies is not None:
+            return self.trusted_proxies
+        return 1 if self.ingress_enabled else 0
 
     @property
     def default_model(self) -> str:

@@ -41,7 +41,7 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [networking.k8s.io]
-  resources: [networkpolicies]
+  resources: [networkpolicies, ingresses]
   verbs: [get, list, watch, create, patch, delete]
 # Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap. The apiserver lets the
 # operator create a Role only with permissions it holds itself, and bind one only if it holds them too: without

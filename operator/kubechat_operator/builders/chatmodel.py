@@ -18,6 +18,7 @@ from kubechat_operator.builders.common import (
     http_get,
     merge_env,
     metadata,
+    pod_placement,
     pod_security_context,
     resource_block,
     secret_env,
@@ -361,15 +362,7 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
         "volumes": volumes,
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
     }
-    optional = {
-        "nodeSelector": spec.node_selector or None,
-        "tolerations": _tolerations(spec) or None,
-        "affinity": spec.affinity,
-        "runtimeClassName": spec.runtime_class_name,
-        "priorityClassName": spec.priority_class_name,
-        "imagePullSecrets": [{"name": s.name} for s in spec.image_pull_secrets] or None,
-    }
-    pod.update({k: v for k, v in optional.items() if v is not None})
+    pod.update(pod_placement(owner, COMPONENT, spec, _tolerations(spec)))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
