@@ -271,6 +271,27 @@ def run_noise(kube: Kube, plane: ControlPlane, count: int, log: Path, window_s: 
         }
 
 
+@contextlib.contextmanager
+def bench_plane() -> Iterator[tuple[ControlPlane, Kube, Path]]:
+    """A control plane of its own in a temporary directory, with kubechat's CRDs applied, and a client of it
+    (KUBECONFIG points at it); both stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
+        plane = ControlPlane(Path(state), build())
+        plane.start()
+        try:
+            os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+            kube = Kube.connect(pool_size=WORKERS * 2)
+            plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+            crd = "crd/chatmodels.kubechat.dev"
+            plane.kubectl("wait", "--for=condition=Established", crd, "--timeout=60s")
+            try:
+                yield plane, kube, Path(state)
+            finally:
+                kube.close()
+        finally:
+            plane.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -284,48 +305,27 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     if args.noise:
-        with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
-            plane = ControlPlane(Path(state), build())
-            plane.start()
-            try:
-                os.environ["KUBECONFIG"] = str(plane.kubeconfig)
-                kube = Kube.connect(pool_size=WORKERS * 2)
-                plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-                result = run_noise(kube, plane, args.noise, Path(state) / "operator.log", args.idle_seconds)
-                print(json.dumps(result), flush=True)
-                results.append(result)
-                kube.close()
-            finally:
-                plane.stop()
+        with bench_plane() as (plane, kube, state):
+            result = run_noise(kube, plane, args.noise, state / "operator.log", args.idle_seconds)
+            print(json.dumps(result), flush=True)
+            results.append(result)
     for count in args.count or ([] if args.noise else [100]):
         # A fresh control plane per size, so that one run's objects do not slow the next.
-        with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
-            plane = ControlPlane(Path(state), build())
-            plane.start()
-            try:
-                os.environ["KUBECONFIG"] = str(plane.kubeconfig)
-                kube = Kube.connect(pool_size=WORKERS * 2)
-                # Room for the baseline's pods and the operator's (both stay until the end).
-                for node in bench_nodes(2 * count // 400 + 1):
-                    kube.request("POST", "/api/v1/nodes", body=node)
-                plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-                plane.kubectl(
-                    "wait", "--for=condition=Established", "crd/chatmodels.kubechat.dev", "--timeout=60s"
-                )
-                baseline = run_baseline(kube, count)
-                operator = run_operator(kube, plane, count, Path(state) / "operator.log", args.idle_seconds)
-                ratio = round(operator["seconds_to_all_ready"] / baseline["seconds_to_all_ready"], 2)
-                result = {
-                    "count": count,
-                    "baseline": baseline,
-                    "operator": operator,
-                    "operator_over_baseline": ratio,
-                }
-                print(json.dumps(result), flush=True)
-                results.append(result)
-                kube.close()
-            finally:
-                plane.stop()
+        with bench_plane() as (plane, kube, state):
+            # Room for the baseline's pods and the operator's (both stay until the end).
+            for node in bench_nodes(2 * count // 400 + 1):
+                kube.request("POST", "/api/v1/nodes", body=node)
+            baseline = run_baseline(kube, count)
+            operator = run_operator(kube, plane, count, state / "operator.log", args.idle_seconds)
+            ratio = round(operator["seconds_to_all_ready"] / baseline["seconds_to_all_ready"], 2)
+            result = {
+                "count": count,
+                "baseline": baseline,
+                "operator": operator,
+                "operator_over_baseline": ratio,
+            }
+            print(json.dumps(result), flush=True)
+            results.append(result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
