@@ -687,6 +687,21 @@ LOCKED_DOWN_CONTAINER = {
 }
 
 
+def addon_deployment(name: str, labels: dict[str, str], pod: dict[str, Any]) -> dict[str, Any]:
+    """A one-replica Deployment in kube-system whose pods run as nobody with the ServiceAccount `name`."""
+    pod = {"serviceAccountName": name, "securityContext": NOBODY_POD} | pod
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
 def coredns_manifest() -> str:
     """CoreDNS as the cluster's DNS: its RBAC, Corefile, Deployment and the kube-dns Service at
     DNS_SERVICE_IP. Only cluster names are answered (nothing is forwarded: no resolver is reachable)."""
@@ -729,47 +744,37 @@ def coredns_manifest() -> str:
             "metadata": {"name": "coredns", "namespace": NS},
             "data": {"Corefile": corefile},
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "coredns", "namespace": NS, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "coredns",
-                        "dnsPolicy": "Default",
-                        "securityContext": NOBODY_POD,
-                        "containers": [
-                            {
-                                "name": "coredns",
-                                "image": COREDNS_IMAGE,
-                                "imagePullPolicy": "Never",
-                                "args": ["-conf", "/etc/coredns/Corefile"],
-                                "ports": [
-                                    {"containerPort": DNS_PORT, "protocol": "UDP", "name": "dns"},
-                                    {"containerPort": DNS_PORT, "protocol": "TCP", "name": "dns-tcp"},
-                                ],
-                                "securityContext": LOCKED_DOWN_CONTAINER,
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "32Mi"},
-                                    "limits": {"memory": "128Mi"},
-                                },
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
-                                "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/ready", "port": 8181},
-                                    "periodSeconds": 2,
-                                },
-                            }
+        addon_deployment(
+            "coredns",
+            labels,
+            {
+                "dnsPolicy": "Default",
+                "containers": [
+                    {
+                        "name": "coredns",
+                        "image": COREDNS_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "ports": [
+                            {"containerPort": DNS_PORT, "protocol": "UDP", "name": "dns"},
+                            {"containerPort": DNS_PORT, "protocol": "TCP", "name": "dns-tcp"},
                         ],
-                        "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
-                    },
-                },
+                        "securityContext": LOCKED_DOWN_CONTAINER,
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "32Mi"},
+                            "limits": {"memory": "128Mi"},
+                        },
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
+                        "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
+                        "readinessProbe": {
+                            "httpGet": {"path": "/ready", "port": 8181},
+                            "periodSeconds": 2,
+                        },
+                    }
+                ],
+                "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
             },
-        },  # fmt: skip
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -819,54 +824,44 @@ def metrics_server_manifest() -> str:
         binding("ClusterRoleBinding", "ClusterRole", f"system:{name}"),
         binding("ClusterRoleBinding", "ClusterRole", "system:auth-delegator"),
         binding("RoleBinding", "Role", "extension-apiserver-authentication-reader", ns),
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "securityContext": NOBODY_POD,
-                        "containers": [
-                            {
-                                "name": name,
-                                "image": METRICS_SERVER_IMAGE,
-                                "imagePullPolicy": "Never",
-                                "args": [
-                                    "--secure-port=4443",
-                                    "--cert-dir=/tmp",
-                                    "--kubelet-preferred-address-types=InternalIP",
-                                    "--kubelet-certificate-authority=/etc/cluster-ca/ca.crt",
-                                    "--metric-resolution=15s",
-                                ],
-                                "ports": [{"containerPort": 4443, "name": "https"}],
-                                "securityContext": LOCKED_DOWN_CONTAINER,
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "64Mi"},
-                                    "limits": {"memory": "256Mi"},
-                                },
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
-                                    "periodSeconds": 5,
-                                },
-                                "volumeMounts": [
-                                    {"name": "tmp", "mountPath": "/tmp"},
-                                    {"name": "cluster-ca", "mountPath": "/etc/cluster-ca"},
-                                ],
-                            }
+        addon_deployment(
+            name,
+            labels,
+            {
+                "containers": [
+                    {
+                        "name": name,
+                        "image": METRICS_SERVER_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "args": [
+                            "--secure-port=4443",
+                            "--cert-dir=/tmp",
+                            "--kubelet-preferred-address-types=InternalIP",
+                            "--kubelet-certificate-authority=/etc/cluster-ca/ca.crt",
+                            "--metric-resolution=15s",
                         ],
-                        "volumes": [
-                            {"name": "tmp", "emptyDir": {}},
-                            {"name": "cluster-ca", "configMap": {"name": "kube-root-ca.crt"}},
+                        "ports": [{"containerPort": 4443, "name": "https"}],
+                        "securityContext": LOCKED_DOWN_CONTAINER,
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "64Mi"},
+                            "limits": {"memory": "256Mi"},
+                        },
+                        "readinessProbe": {
+                            "httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
+                            "periodSeconds": 5,
+                        },
+                        "volumeMounts": [
+                            {"name": "tmp", "mountPath": "/tmp"},
+                            {"name": "cluster-ca", "mountPath": "/etc/cluster-ca"},
                         ],
-                    },
-                },
+                    }
+                ],
+                "volumes": [
+                    {"name": "tmp", "emptyDir": {}},
+                    {"name": "cluster-ca", "configMap": {"name": "kube-root-ca.crt"}},
+                ],
             },
-        },  # fmt: skip
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
