@@ -1,9 +1,9 @@
 """Run a Deployment's container as a local process, exactly as its pod would run it.
 
-No cluster on this machine runs containers, so the quick start and the packaging tests read a Deployment
-back from the apiserver and start its container here: the image's ENTRYPOINT (from the Dockerfile that
-builds that image) or the container's `command`, its `args`, and its env resolved the way the kubelet does
-(`envFrom` ConfigMaps/Secrets, then `env` with `valueFrom`), read from the apiserver with kubectl.
+The packaging tests (tests/integration/packaging, on kwok's control plane, where no pod runs) read a
+Deployment back from the apiserver and start its container here: the image's ENTRYPOINT (from the Dockerfile
+that builds that image) or the container's `command`, its `args`, and its env resolved the way the kubelet
+does (`envFrom` ConfigMaps/Secrets, then `env` with `valueFrom`), read from the apiserver with kubectl.
 
 Only what cannot be the same on one host is translated, and nothing else:
 - volume mount paths → local directories (in env values, arguments and `--flag=` values, also inside

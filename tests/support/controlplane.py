@@ -510,9 +510,9 @@ def kill_group(pgid: int, pids: list[int], timeout: float = 10) -> None:
 # -- hack/control-plane up|down|status --------------------------------------------------------------------
 
 
-def _load_state(state_dir: Path) -> dict[str, Any]:
+def _load_state(state_dir: Path, state_file: str = "state.json") -> dict[str, Any]:
     try:
-        return json.loads((state_dir / "state.json").read_text())
+        return json.loads((state_dir / state_file).read_text())
     except (OSError, ValueError):
         return {"pids": {}}
 
@@ -530,40 +530,56 @@ def _live_components(state_dir: Path, state: dict[str, Any]) -> dict[str, int]:
     return {name: pid for name, pid in state["pids"].items() if alive(pid) and ours(pid)}
 
 
+def start_detached(label: str, started: ControlPlane | Any, ready: Callable[[float], str]) -> int:
+    """`started.start()` for a detached run, then `started.save()` so `down` finds its processes; says on
+    stderr how it went (`ready(seconds)` when it is up). 0 when up."""
+    start = time.monotonic()
+    try:
+        started.start()
+    except RuntimeError as error:  # ControlPlaneError, NodeError
+        print(f"{label}: {error}", file=sys.stderr)
+        return 1
+    started.save()
+    print(f"{label}: {ready(time.monotonic() - start)}", file=sys.stderr)
+    return 0
+
+
 def _up(state_dir: Path, bin_dir: Path) -> int:
     if _live_components(state_dir, _load_state(state_dir)):
         print(f"control-plane: already running; state in {state_dir}", file=sys.stderr)
         return 0
-    start = time.monotonic()
     plane = ControlPlane(state_dir, bin_dir, detach=True)
-    try:
-        plane.start()
-    except ControlPlaneError as error:
-        print(f"control-plane: {error}", file=sys.stderr)
-        return 1
-    plane.save()
-    print(
-        f"control-plane: up in {time.monotonic() - start:.1f} s at {plane.server}; "
-        f'logs in {plane.logs}; eval "$(hack/control-plane env)" to use it',
-        file=sys.stderr,
+    return start_detached(
+        "control-plane",
+        plane,
+        lambda took: (
+            f"up in {took:.1f} s at {plane.server}; logs in {plane.logs}; "
+            'eval "$(hack/control-plane env)" to use it'
+        ),
     )
-    return 0
 
 
-def _down(state_dir: Path) -> int:
-    state = _load_state(state_dir)
+def kill_recorded(state_dir: Path, state_file: str = "state.json") -> list[int] | None:
+    """SIGKILL the processes a detached run recorded in `state_dir`/`state_file` and forget them; returns
+    the pids that outlived SIGKILL, or None when none of them ran."""
+    state = _load_state(state_dir, state_file)
     live = _live_components(state_dir, state)
     if not live:
-        print("control-plane: not running", file=sys.stderr)
-        return 0
+        return None
     # While any member lives the group id cannot be reused, so the group is still exactly ours.
     kill_group(state["pgid"], list(live.values()))
     left = [pid for pid in live.values() if alive(pid)]
+    if not left:
+        (state_dir / state_file).unlink()
+    return left
+
+
+def _down(state_dir: Path) -> int:
+    left = kill_recorded(state_dir)
     if left:
         print(f"control-plane: processes {left} outlived SIGKILL", file=sys.stderr)
         return 1
-    (state_dir / "state.json").unlink()
-    print("control-plane: stopped", file=sys.stderr)
+    print("control-plane: stopped" if left == [] else "control-plane: not running", file=sys.stderr)
     return 0
 
 
@@ -579,17 +595,30 @@ def _status(state_dir: Path) -> int:
     return 0 if len(live) == len(state["pids"]) else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hack/control-plane", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+def state_dir_cli(
+    prog: str,
+    description: str,
+    up: Callable[[Path, Path], int],
+    commands: dict[str, Callable[[Path], int]],
+    argv: list[str] | None,
+) -> int:
+    """The command line of hack/control-plane and hack/node: `up --state-dir DIR --bin-dir DIR`, or another
+    command with just `--state-dir DIR`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("command", choices=["up", *commands])
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--bin-dir", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "up":
-        if args.bin_dir is None:
-            parser.error("up needs --bin-dir")
-        return _up(args.state_dir, args.bin_dir)
-    return _down(args.state_dir) if args.command == "down" else _status(args.state_dir)
+    if args.command != "up":
+        return commands[args.command](args.state_dir)
+    if args.bin_dir is None:
+        parser.error("up needs --bin-dir")
+    return up(args.state_dir, args.bin_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = {"down": _down, "status": _status}
+    return state_dir_cli("hack/control-plane", __doc__.split("\n\n")[0], _up, commands, argv)
 
 
 if __name__ == "__main__":

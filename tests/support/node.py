@@ -21,7 +21,6 @@ Only the standard library is used here, so `hack/node` runs it with any Python 3
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -40,10 +39,12 @@ from typing import Any
 from tests.support.controlplane import (
     NODE_IP,
     ControlPlane,
-    ControlPlaneError,
     alive,
     kill_group,
+    kill_recorded,
     sign_certificate,
+    start_detached,
+    state_dir_cli,
 )
 from tests.support.procs import REPO_ROOT, cache_dir, die_with_parent
 
@@ -677,6 +678,30 @@ def build_scratch_image_archive(bin_dir: Path, program: str, image: str) -> Path
     return out
 
 
+# The add-ons (CoreDNS, metrics-server) run as nobody in a locked-down container, like kubechat's own pods.
+NOBODY_POD = {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}}
+LOCKED_DOWN_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def addon_deployment(name: str, labels: dict[str, str], pod: dict[str, Any]) -> dict[str, Any]:
+    """A one-replica Deployment in kube-system whose pods run as nobody with the ServiceAccount `name`."""
+    pod = {"serviceAccountName": name, "securityContext": NOBODY_POD} | pod
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
 def coredns_manifest() -> str:
     """CoreDNS as the cluster's DNS: its RBAC, Corefile, Deployment and the kube-dns Service at
     DNS_SERVICE_IP. Only cluster names are answered (nothing is forwarded: no resolver is reachable)."""
@@ -719,55 +744,37 @@ def coredns_manifest() -> str:
             "metadata": {"name": "coredns", "namespace": NS},
             "data": {"Corefile": corefile},
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "coredns", "namespace": NS, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "coredns",
-                        "dnsPolicy": "Default",
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 65534,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [
-                            {
-                                "name": "coredns",
-                                "image": COREDNS_IMAGE,
-                                "imagePullPolicy": "Never",
-                                "args": ["-conf", "/etc/coredns/Corefile"],
-                                "ports": [
-                                    {"containerPort": DNS_PORT, "protocol": "UDP", "name": "dns"},
-                                    {"containerPort": DNS_PORT, "protocol": "TCP", "name": "dns-tcp"},
-                                ],
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "32Mi"},
-                                    "limits": {"memory": "128Mi"},
-                                },
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
-                                "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/ready", "port": 8181},
-                                    "periodSeconds": 2,
-                                },
-                            }
+        addon_deployment(
+            "coredns",
+            labels,
+            {
+                "dnsPolicy": "Default",
+                "containers": [
+                    {
+                        "name": "coredns",
+                        "image": COREDNS_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "ports": [
+                            {"containerPort": DNS_PORT, "protocol": "UDP", "name": "dns"},
+                            {"containerPort": DNS_PORT, "protocol": "TCP", "name": "dns-tcp"},
                         ],
-                        "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
-                    },
-                },
+                        "securityContext": LOCKED_DOWN_CONTAINER,
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "32Mi"},
+                            "limits": {"memory": "128Mi"},
+                        },
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
+                        "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
+                        "readinessProbe": {
+                            "httpGet": {"path": "/ready", "port": 8181},
+                            "periodSeconds": 2,
+                        },
+                    }
+                ],
+                "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
             },
-        },  # fmt: skip
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -817,62 +824,44 @@ def metrics_server_manifest() -> str:
         binding("ClusterRoleBinding", "ClusterRole", f"system:{name}"),
         binding("ClusterRoleBinding", "ClusterRole", "system:auth-delegator"),
         binding("RoleBinding", "Role", "extension-apiserver-authentication-reader", ns),
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 65534,
-                            "seccompProfile": {"type": "RuntimeDefault"},
+        addon_deployment(
+            name,
+            labels,
+            {
+                "containers": [
+                    {
+                        "name": name,
+                        "image": METRICS_SERVER_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "args": [
+                            "--secure-port=4443",
+                            "--cert-dir=/tmp",
+                            "--kubelet-preferred-address-types=InternalIP",
+                            "--kubelet-certificate-authority=/etc/cluster-ca/ca.crt",
+                            "--metric-resolution=15s",
+                        ],
+                        "ports": [{"containerPort": 4443, "name": "https"}],
+                        "securityContext": LOCKED_DOWN_CONTAINER,
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "64Mi"},
+                            "limits": {"memory": "256Mi"},
                         },
-                        "containers": [
-                            {
-                                "name": name,
-                                "image": METRICS_SERVER_IMAGE,
-                                "imagePullPolicy": "Never",
-                                "args": [
-                                    "--secure-port=4443",
-                                    "--cert-dir=/tmp",
-                                    "--kubelet-preferred-address-types=InternalIP",
-                                    "--kubelet-certificate-authority=/etc/cluster-ca/ca.crt",
-                                    "--metric-resolution=15s",
-                                ],
-                                "ports": [{"containerPort": 4443, "name": "https"}],
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "64Mi"},
-                                    "limits": {"memory": "256Mi"},
-                                },
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
-                                    "periodSeconds": 5,
-                                },
-                                "volumeMounts": [
-                                    {"name": "tmp", "mountPath": "/tmp"},
-                                    {"name": "cluster-ca", "mountPath": "/etc/cluster-ca"},
-                                ],
-                            }
+                        "readinessProbe": {
+                            "httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
+                            "periodSeconds": 5,
+                        },
+                        "volumeMounts": [
+                            {"name": "tmp", "mountPath": "/tmp"},
+                            {"name": "cluster-ca", "mountPath": "/etc/cluster-ca"},
                         ],
-                        "volumes": [
-                            {"name": "tmp", "emptyDir": {}},
-                            {"name": "cluster-ca", "configMap": {"name": "kube-root-ca.crt"}},
-                        ],
-                    },
-                },
+                    }
+                ],
+                "volumes": [
+                    {"name": "tmp", "emptyDir": {}},
+                    {"name": "cluster-ca", "configMap": {"name": "kube-root-ca.crt"}},
+                ],
             },
-        },  # fmt: skip
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -937,32 +926,24 @@ class Cluster:
 
 
 def _up(state_dir: Path, bin_dir: Path) -> int:
-    start = time.monotonic()
     with node_lock(timeout=0) as lock_fd:
         cluster = Cluster(state_dir, bin_dir, detach=True, lock_fd=lock_fd)
-        try:
-            cluster.start()
-        except (NodeError, ControlPlaneError) as error:
-            print(f"node: {error}", file=sys.stderr)
-            return 1
-        cluster.save()
-    print(
-        f"node: {NODE_NAME} Ready in {time.monotonic() - start:.0f} s, apiserver {cluster.plane.server}; "
-        f'logs in {state_dir}/*/logs; eval "$(hack/node env)" to use it',
-        file=sys.stderr,
-    )
-    return 0
+        return start_detached(
+            "node",
+            cluster,
+            lambda took: (
+                f"{NODE_NAME} Ready in {took:.0f} s, apiserver {cluster.plane.server}; "
+                f'logs in {state_dir}/*/logs; eval "$(hack/node env)" to use it'
+            ),
+        )
 
 
-def _down(state_dir: Path) -> int:
-    """Stop a detached cluster (or clean up after a killed one) and check that nothing is left."""
-    for part in ("node/node-state.json", "control-plane/state.json"):
-        with contextlib.suppress(OSError, ValueError):
-            state = json.loads((state_dir / part).read_text())
-            live = [pid for pid in state["pids"].values() if alive(pid)]
-            if live:
-                kill_group(state["pgid"], live)
-    with node_lock(timeout=60):
+def stop_detached(state_dir: Path, *, lock_held: bool = False) -> int:
+    """Stop a detached cluster under `state_dir` (`hack/node up`), or clean up after a killed one, and check
+    that nothing is left; 0 when nothing is. `lock_held`: the caller holds the node lock already."""
+    kill_recorded(state_dir / "node", "node-state.json")
+    kill_recorded(state_dir / "control-plane")
+    with contextlib.nullcontext() if lock_held else node_lock(timeout=60):
         cleanup(state_dir)
         saved = state_dir / "node" / "sysctls-before.json"
         with contextlib.suppress(OSError, ValueError):
@@ -977,26 +958,20 @@ def _down(state_dir: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hack/node", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "leftovers"])
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--bin-dir", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "up":
-        if args.bin_dir is None:
-            parser.error("up needs --bin-dir")
-        return _up(args.state_dir, args.bin_dir)
-    if args.command == "down":
-        return _down(args.state_dir)
+def _leftovers(state_dir: Path) -> int:
     try:
         with node_lock(timeout=0):
-            left = leftovers(args.state_dir)
+            left = leftovers(state_dir)
     except NodeError:
         print("a node is up (its lock is held): nothing to check")
         return 0
     print("\n".join(left) or "nothing")
     return 1 if left else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = {"down": stop_detached, "leftovers": _leftovers}
+    return state_dir_cli("hack/node", __doc__.split("\n\n")[0], _up, commands, argv)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 import time
 from typing import Any
 
 import pytest
 
 from tests.support.controlplane import ControlPlane
+from tests.support.procs import die_with_parent
 
 # What the operator's pods get too: non-root, a read-only root, no capabilities, RuntimeDefault seccomp.
 RESTRICTED_CONTAINER = {
@@ -106,6 +109,62 @@ def port_forward(
         proc.kill()
         raise AssertionError(f"port-forward failed: {line}{proc.communicate()[1]}")
     return proc, int(line.split("127.0.0.1:")[1].split()[0])
+
+
+class StayingForward:
+    """`kubectl port-forward target 127.0.0.1:local_port:port`, started again whenever it ends, as a context
+    manager. port-forward picks one pod behind a Service and ends with it; started again, it picks the pod
+    that replaced it, so a browser keeps its URL (and its origin's storage) across a pod kill."""
+
+    def __init__(self, plane: ControlPlane, namespace: str, target: str, port: int, local_port: int) -> None:
+        self.command = [
+            str(plane.bin_dir / "kubectl"), f"--kubeconfig={plane.kubeconfig}", "-n", namespace,
+            "port-forward", "--address=127.0.0.1", target, f"{local_port}:{port}",
+        ]  # fmt: skip
+        self.local_port = local_port
+        self.restarts = -1
+        self._stopping = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._keep_forwarding, daemon=True)
+
+    def _keep_forwarding(self) -> None:
+        while not self._stopping.is_set():
+            self.restarts += 1
+            # Its own process group: a Ctrl-C meant for the caller must not end it before the caller's
+            # cleanup does. It dies with this thread, which lives until __exit__ (or the process is killed).
+            self._process = subprocess.Popen(
+                self.command,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                process_group=0,
+                preexec_fn=die_with_parent(),
+            )
+            self._process.wait()
+            self._stopping.wait(0.5)
+
+    def restart(self) -> None:
+        """End the current port-forward (say, to a pod that is gone) and wait for the next one to listen."""
+        before = self.restarts
+        if self._process is not None:
+            self._process.kill()
+        wait_for(lambda: self.restarts > before and self.listening(), timeout=30, interval=0.2)
+
+    def listening(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex(("127.0.0.1", self.local_port)) == 0
+
+    def __enter__(self) -> StayingForward:
+        self._thread.start()
+        wait_for(self.listening, timeout=30, interval=0.2, message=f"port-forward: {' '.join(self.command)}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        while self._thread.is_alive():
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+            self._thread.join(timeout=0.2)
 
 
 def announce(config: pytest.Config, line: str) -> None:

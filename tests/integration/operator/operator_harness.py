@@ -35,6 +35,19 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def chat_model(name: str, spec: str = "") -> str:
+    """A ChatModel manifest for GODEL (the operator never loads it), with `spec` lines (indented two spaces)
+    added to its spec."""
+    return f"""
+apiVersion: kubechat.dev/v1alpha1
+kind: ChatModel
+metadata: {{name: {name}}}
+spec:
+  model: {{id: microsoft/GODEL-v1_1-base-seq2seq}}
+{spec}
+"""
+
+
 class Kubectl:
     """kubectl bound to one namespace of the control plane, with JSON reads."""
 

@@ -6,20 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from operator_harness import Kubectl, OperatorProcess, wait_until
+from operator_harness import Kubectl, OperatorProcess, chat_model, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
-
-
-def chat_model(name: str, spec: str) -> str:
-    return f"""
-apiVersion: kubechat.dev/v1alpha1
-kind: ChatModel
-metadata: {{name: {name}}}
-spec:
-  model: {{id: microsoft/GODEL-v1_1-base-seq2seq}}
-{spec}
-"""
 
 
 @pytest.mark.parametrize(

@@ -4,22 +4,11 @@ template are; repeated Events are folded into one; a CPU model shows 0 GPUs."""
 from __future__ import annotations
 
 import pytest
-from operator_harness import Kubectl, OperatorProcess, wait_until
+from operator_harness import Kubectl, OperatorProcess, chat_model, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
 APPLIES = 'kubechat_operator_applies_total{kind="%s"}'
-
-
-def chat_model(name: str, spec: str = "") -> str:
-    return f"""
-apiVersion: kubechat.dev/v1alpha1
-kind: ChatModel
-metadata: {{name: {name}}}
-spec:
-  model: {{id: microsoft/GODEL-v1_1-base-seq2seq}}
-{spec}
-"""
 
 
 def test_quantities_the_apiserver_rewrites_are_not_reapplied(
