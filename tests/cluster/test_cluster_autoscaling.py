@@ -4,7 +4,6 @@ replica under a bounded load ramp, removes it after the load stops, and sends an
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import urllib.request
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.cluster.test_cluster_quickstart import MODEL_IN_CACHE, build_model, operator  # noqa: F401 (fixture)
+from hack.quickstart import MODEL_IN_CACHE, host_volume, seed_model
 from tests.support.node import Cluster
 from tests.support.pods import announce, port_forward, wait_for, wait_ready
 
@@ -68,35 +67,20 @@ def _live_model_pods(cluster: Cluster, namespace: str) -> list[str]:
 
 
 @pytest.fixture
-def scaling_model(real_cluster: Cluster, operator: str) -> Iterator[str]:  # noqa: F811 (imported fixture)
+def scaling_model(real_cluster: Cluster, operator: str) -> Iterator[str]:
     """The ChatModel above, SmolLM2 on a PersistentVolume its cache claim binds to, one pod Ready."""
     plane = real_cluster.plane
     namespace = f"autoscaling-{int(time.time())}"
     plane.kubectl("create", "namespace", namespace)
     volume = real_cluster.state_dir / "volumes" / namespace
-    build_model(volume / MODEL_IN_CACHE)
-    for path in [volume, *volume.rglob("*")]:
-        shutil.chown(path, 1000, 1000)
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"{namespace}-cache"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteMany"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(volume), "type": "Directory"},
-            "claimRef": {"namespace": namespace, "name": f"{NAME}-cache"},
-        },
-    }
-    plane.kubectl("apply", "-f", "-", input=json.dumps(claim))
+    seed_model(volume / MODEL_IN_CACHE)
+    persistent_volume = host_volume(plane, volume, namespace, f"{NAME}-cache", "ReadWriteMany")
     plane.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(yaml.safe_load(MODEL)))
     plane.kubectl("-n", namespace, "wait", "--for=create", f"deployment/{NAME}", "--timeout=60s")
     wait_ready(plane, namespace, f"-l app.kubernetes.io/instance={NAME}", timeout=600)
     yield namespace
     plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    plane.kubectl("delete", "persistentvolume", f"{namespace}-cache", "--wait=false", check=False)
+    plane.kubectl("delete", "persistentvolume", persistent_volume, "--wait=false", check=False)
 
 
 class ChatLoad:
