@@ -35,11 +35,18 @@ class UpstreamResponse:
     """A response being read; `close()` gives its connection back to the pool if it can be reused."""
 
     def __init__(
-        self, pool: ConnectionPool, connection: _Connection, response: http.client.HTTPResponse
+        self,
+        pool: ConnectionPool,
+        connection: _Connection,
+        response: http.client.HTTPResponse,
+        reused: bool,
     ) -> None:
         self._pool: ConnectionPool | None = pool
         self._connection = connection
         self._response = response
+        # Answered on a kept-alive connection: by the pod that connection reached, maybe no longer the one
+        # the Service would pick now (a pod draining in a rollout answers 503 on its old connections).
+        self.reused = reused
         self.status_code = response.status
         self.headers = response.headers  # case-insensitive .get()
         self._body: bytes | None = None
@@ -90,11 +97,14 @@ class ConnectionPool:
         self._max_idle = max_idle
         self._lock = threading.Lock()
 
+    def _new_connection(self) -> _Connection:
+        return _Connection(self._host, self._port, self._connect_timeout, self._read_timeout)
+
     def _connection(self) -> tuple[_Connection, bool]:
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        return _Connection(self._host, self._port, self._connect_timeout, self._read_timeout), False
+        return self._new_connection(), False
 
     def release(self, connection: _Connection, reusable: bool) -> None:
         with self._lock:
@@ -103,16 +113,30 @@ class ConnectionPool:
                 return
         connection.close()
 
+    def discard_idle(self) -> None:
+        """Close the idle connections: they lead to a pod that is going away (it answered one with 503)."""
+        self.close()
+
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        fresh: bool = False,
     ) -> UpstreamResponse:
-        """Send a request; raises one of `TransportError` when the server cannot be reached."""
+        """Send a request (on a new connection if `fresh`); raises one of `TransportError` when the server
+        cannot be reached."""
         headers = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
         while True:
-            connection, reused = self._connection()
+            if fresh:
+                connection, reused = self._new_connection(), False
+            else:
+                connection, reused = self._connection()
             try:
                 connection.request(method, path, body=body, headers=headers)
-                return UpstreamResponse(self, connection, connection.getresponse())
+                return UpstreamResponse(self, connection, connection.getresponse(), reused)
             except TransportError:
                 connection.close()
                 # A kept-alive connection the server has since closed fails before the request is read;

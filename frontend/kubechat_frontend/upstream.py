@@ -63,6 +63,14 @@ def upstream_error(model: str, response: UpstreamResponse) -> ApiError:
     return ApiError(status, message, code, retry_after=int(float(retry_after)) if retry_after else None)
 
 
+def _drain(response: UpstreamResponse) -> None:
+    """Read an error answer whole (its body is kept for `upstream_error`) and let its connection go."""
+    try:
+        response.read()
+    finally:
+        response.close()
+
+
 def _origin(info: dict[str, Any] | None) -> Origin:
     info = info or {}
     return Origin(str(info.get("pod", "")), str(info.get("node", "")), str(info.get("model", "")))
@@ -156,16 +164,25 @@ class ModelClient:
             # The caller's request id travels on, so one id finds the request in both services' logs.
             request_id = g.get("request_id", "") if has_request_context() else ""
             headers = {"X-Request-ID": request_id} if request_id else {}
-            response = self._pools[model].request("POST", path, content, headers)
+            response = self._send(model, path, content, headers)
             if response.status_code >= 400:
-                try:
-                    response.read()
-                finally:
-                    response.close()
+                _drain(response)
         except TransportError as error:
             raise unavailable(model, type(error).__name__) from error
         if response.status_code >= 400:
             raise upstream_error(model, response)
+        return response
+
+    def _send(self, model: str, path: str, content: bytes, headers: dict[str, str]) -> UpstreamResponse:
+        pool = self._pools[model]
+        response = pool.request("POST", path, content, headers)
+        if response.status_code == 503 and response.reused:
+            # A pod draining in a rollout or scale-down answers 503 on the kept-alive connections it still
+            # holds, while its Service already sends new connections to a ready pod. Nothing of the answer
+            # came yet: ask once more on a fresh connection, and drop the idle ones (they lead there too).
+            _drain(response)
+            pool.discard_idle()
+            response = pool.request("POST", path, content, headers, fresh=True)
         return response
 
     def chat(
