@@ -144,14 +144,13 @@ class ConnectionPool:
                 if not reused:
                     raise
 
-    def get(self, path: str, timeout: float) -> int:
-        """The status of a GET on a one-off connection (for readiness checks)."""
+    def get(self, path: str, timeout: float) -> tuple[int, bytes]:
+        """The status and body of a GET on a one-off connection (for readiness checks)."""
         connection = _Connection(self._host, self._port, timeout, timeout)
         try:
             connection.request("GET", path)
             response = connection.getresponse()
-            response.read()
-            return response.status
+            return response.status, response.read()
         finally:
             connection.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 
 from kubechat_frontend import conversations, ratelimit
+from kubechat_frontend.chat import waking
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.logs import log_fields
 from kubechat_frontend.services import services
@@ -107,5 +108,8 @@ def send() -> Response:
         conversation = conversations.start(svc, PAGE_OWNER)
         remember(conversation)
     log_fields().update(session=conversation.id, model=conversation.model)
-    turn = conversations.Turn(svc, conversation, text, regenerate=regenerate)
-    return conversations.sse_response(turn, log_fields())
+
+    def start_turn() -> conversations.Turn:
+        return conversations.Turn(svc, conversation, text, regenerate=regenerate)
+
+    return waking.answer(svc, conversation.model, start_turn, log_fields())
