@@ -9,6 +9,8 @@ or at once when the model's queue is full. The page shows what the model is doin
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,8 @@ from kubechat_frontend.errors import ApiError
 
 if TYPE_CHECKING:
     from kubechat_frontend.upstream import ModelClient
+
+log = logging.getLogger("kubechat_frontend")
 
 # Answers of a model server that mean "no ready pod behind this Service right now", not "this request is bad".
 NOT_READY_CODES = {"model_not_ready", "shutting_down"}
@@ -159,10 +163,18 @@ class WaitingRoom:
 def waiting_room(settings: dict[str, Any], models: ModelClient) -> WaitingRoom | None:
     """The waiting room the settings ask for (`WAKE_MAX_WAITING: 0` turns holding off); `models` is the
     `ModelClient` whose servers' readiness decides."""
-    if settings["WAKE_MAX_WAITING"] <= 0:
+    max_waiting = settings["WAKE_MAX_WAITING"]
+    if max_waiting <= 0:
         return None
+    # A held request keeps one of the worker's threads (kubechat-frontend's KUBECHAT_FRONTEND_THREADS): at
+    # most half of them may wait, so that /metrics (which the autoscaler must read to wake the model), the
+    # probes and other models' chats are still served.
+    threads = int(os.environ.get("KUBECHAT_FRONTEND_THREADS", "0"))
+    if threads and max_waiting > threads // 2:
+        log.warning("WAKE_MAX_WAITING %d lowered to %d: half the worker's threads", max_waiting, threads // 2)
+        max_waiting = max(1, threads // 2)
     states = ModelStates(models.readiness, ChatModelStatus.from_settings(settings))
-    room = WaitingRoom(states, settings["WAKE_TIMEOUT_S"], settings["WAKE_MAX_WAITING"])
+    room = WaitingRoom(states, settings["WAKE_TIMEOUT_S"], max_waiting)
     room.show(models.names)
     return room
 

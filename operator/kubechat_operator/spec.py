@@ -200,6 +200,13 @@ class RateLimit(_Spec):
     requests_per_minute: int = 60
 
 
+class Wake(_Spec):
+    """Holding requests while a model with no ready replica wakes (docs/frontend.md)."""
+
+    timeout_seconds: int = 180
+    max_waiting: int = 32
+
+
 class ChatFrontendSpec(_Spec):
     models: list[ModelRef]
     title: str = "kubechat"
@@ -219,6 +226,7 @@ class ChatFrontendSpec(_Spec):
     rate_limit: RateLimit = RateLimit()
     trusted_proxies: int = 0
     autoscaling: Autoscaling | None = None
+    wake: Wake = Wake()
 
     @property
     def default_model(self) -> str:
