@@ -3,10 +3,13 @@ kubechat's own images, and every claim is checked through what a user has (kubec
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from selenium.webdriver.common.by import By
 
+from tests.support.browser import browser  # noqa: F401 - a fixture
+from tests.support.browser import wait_for as browser_wait
 from tests.support.controlplane import REPO_ROOT
 from tests.support.node import NODE_NAME, POD_SUBNET, Cluster
 from tests.support.pods import announce, port_forward, wait_for, wait_ready
@@ -186,13 +192,13 @@ def test_frontend_pod_with_default_settings_answers_every_chat(
     assert all(a.get("pod") == model_pod["metadata"]["name"] for a in answers), answers[:2]
 
 
-def chat_through_frontend(port: int, message: str) -> dict:
+def chat_through_frontend(port: int, message: str, timeout: float = 120) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/chat",
         data=json.dumps({"message": message}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=120) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.load(response)
 
 
@@ -225,12 +231,6 @@ def test_killed_model_pod_is_replaced_and_the_frontend_answers_from_the_new_one(
         forward.wait()
 
 
-@pytest.mark.xfail(
-    reason="seen on the real node in 2 of 3 runs: one chat of a series sent during the rollout got 503 "
-    "SERVICE UNAVAILABLE from the frontend while the old model pod terminated; the rollout drops chats "
-    "(frontend/model-server/operator to find out which part)",
-    strict=False,
-)
 def test_instruction_change_rolls_the_model_pod_while_chats_keep_being_answered(
     real_cluster: Cluster, quickstart: QuickStart
 ) -> None:
@@ -258,6 +258,85 @@ def test_instruction_change_rolls_the_model_pod_while_chats_keep_being_answered(
         timeout=120,
         message=f"the old pod {old} is still there",
     )
+
+
+def frontend_waiting(port: int) -> float:
+    """The frontend pod's `kubechat_frontend_waiting_requests` for the quick start's model."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(rf'^kubechat_frontend_waiting_requests{{model="{MODEL}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else -1.0
+
+
+def test_a_model_scaled_to_zero_wakes_for_20_api_requests_and_a_browser_chat_that_are_all_answered(
+    real_cluster: Cluster,
+    quickstart: QuickStart,
+    browser,  # noqa: F811 - the fixture
+    pytestconfig: pytest.Config,
+) -> None:
+    plane, namespace = real_cluster.plane, quickstart.namespace
+    # A cold start on this shared machine can pass the default 180 s wait; and the module's earlier chats
+    # share the per-IP budget with these (all come through one port-forward). Both through the CRD.
+    patch = {"spec": {"wake": {"timeoutSeconds": 900}, "rateLimit": {"requestsPerMinute": 1000}}}
+    plane.kubectl("-n", namespace, "patch", "chatfrontend", FRONTEND, "--type=merge", "-p", json.dumps(patch))
+    wait_for(
+        lambda: "900" in plane.kubectl("-n", namespace, "get", "configmap", f"{FRONTEND}-frontend-config",
+                                       "-o", "jsonpath={.data.KUBECHAT_FRONTEND_WAKE_TIMEOUT_S}").stdout,
+        timeout=60, message="the operator did not pass spec.wake on",
+    )  # fmt: skip
+    plane.kubectl("-n", namespace, "rollout", "status", f"deployment/{FRONTEND}-frontend", "--timeout=180s",
+                  timeout=200)  # fmt: skip
+    plane.kubectl("-n", namespace, "scale", "chatmodel", MODEL, "--replicas=0")
+    wait_for(lambda: not model_pod_names(real_cluster, namespace), timeout=120, message="model pods remain")
+
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}-frontend", 80)
+    results: list = []
+
+    def ask(turn: int) -> None:
+        try:
+            results.append(chat_through_frontend(port, f"Wake up, turn {turn}!", timeout=900))
+        except Exception as error:  # kept, and shown by the assertion below
+            results.append(error)
+
+    threads = [threading.Thread(target=ask, args=(turn,), daemon=True) for turn in range(20)]
+    try:
+        for thread in threads:
+            thread.start()
+        # localhost, not 127.0.0.1: the session cookie is Secure, which Chromium allows on localhost's http.
+        browser.get(f"http://localhost:{port}/")
+        browser.find_element(By.ID, "prompt").send_keys("Are you awake?")
+        browser.find_element(By.ID, "send").click()
+        status = browser_wait(browser, 60).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".pending .waking")
+        )
+        answer = browser.find_element(By.CSS_SELECTOR, ".message.assistant.pending")
+        shown = {status.text}
+        wait_for(
+            lambda: frontend_waiting(port) >= 21, timeout=60, message="the gauge never showed 21 waiting"
+        )
+        assert not results, results  # nothing answered (or failed) while the model was at zero
+
+        # Standing in for the operator's autoscaler (issue 16, helper `autoscaler`): the gauge is above 0, so
+        # ask for one replica. Once that loop is merged, this step goes and the operator does it.
+        woken_at = time.monotonic()
+        plane.kubectl("-n", namespace, "scale", "chatmodel", MODEL, "--replicas=1")
+        deadline = time.monotonic() + 900
+        while "done" not in answer.get_attribute("class") and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # the status line is replaced by the answer at the end
+                shown.add(answer.find_element(By.CSS_SELECTOR, ".waking").text)
+            time.sleep(0.5)
+        announce(pytestconfig, f"scale 0 -> 1 -> the page's answer in {time.monotonic() - woken_at:.0f} s; "
+                               f"the page showed: {sorted(shown)}")  # fmt: skip
+        for thread in threads:
+            thread.join(max(1.0, deadline - time.monotonic()))
+    finally:
+        forward.kill()
+        forward.wait()
+    (pod,) = model_pod_names(real_cluster, namespace)
+    assert len(results) == 20 and all(isinstance(r, dict) and r["pod"] == pod for r in results), results
+    assert "done" in answer.get_attribute("class") and not answer.find_elements(By.CSS_SELECTOR, ".waking")
+    assert answer.find_element(By.CSS_SELECTOR, ".badge").text.startswith(pod)
+    assert any("asleep" in line for line in shown), shown
 
 
 def test_deleting_the_quickstart_removes_every_child_and_container(
