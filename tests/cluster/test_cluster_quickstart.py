@@ -23,7 +23,7 @@ from selenium.webdriver.common.by import By
 
 from tests.support.browser import browser  # noqa: F401 - a fixture
 from tests.support.browser import wait_for as browser_wait
-from tests.support.controlplane import REPO_ROOT
+from tests.support.controlplane import REPO_ROOT, ControlPlane
 from tests.support.node import NODE_NAME, POD_SUBNET, Cluster
 from tests.support.pods import announce, port_forward, wait_for, wait_ready
 
@@ -260,6 +260,25 @@ def test_instruction_change_rolls_the_model_pod_while_chats_keep_being_answered(
     )
 
 
+def let_the_frontend_wait_long(plane: ControlPlane, namespace: str) -> None:
+    """Through the CRD: a cold start on this shared machine can pass the default 180 s wait, and the module's
+    earlier chats share the per-IP budget with the next ones (all come through one port-forward)."""
+    deployment = f"deployment/{FRONTEND}-frontend"
+
+    def generation() -> int:
+        return int(
+            plane.kubectl("-n", namespace, "get", deployment, "-o", "jsonpath={.metadata.generation}").stdout
+        )
+
+    before = generation()
+    patch = {"spec": {"wake": {"timeoutSeconds": 900}, "rateLimit": {"requestsPerMinute": 1000}}}
+    plane.kubectl("-n", namespace, "patch", "chatfrontend", FRONTEND, "--type=merge", "-p", json.dumps(patch))
+    # The new settings roll the frontend's pods (a checksum in the template): wait for that rollout to end,
+    # or a port-forward could land on a pod about to go.
+    wait_for(lambda: generation() > before, timeout=60, message="the operator did not pass spec.wake on")
+    plane.kubectl("-n", namespace, "rollout", "status", deployment, "--timeout=180s", timeout=200)
+
+
 def frontend_waiting(port: int) -> float:
     """The frontend pod's `kubechat_frontend_waiting_requests` for the quick start's model."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -275,17 +294,7 @@ def test_a_model_scaled_to_zero_wakes_for_20_api_requests_and_a_browser_chat_tha
     pytestconfig: pytest.Config,
 ) -> None:
     plane, namespace = real_cluster.plane, quickstart.namespace
-    # A cold start on this shared machine can pass the default 180 s wait; and the module's earlier chats
-    # share the per-IP budget with these (all come through one port-forward). Both through the CRD.
-    patch = {"spec": {"wake": {"timeoutSeconds": 900}, "rateLimit": {"requestsPerMinute": 1000}}}
-    plane.kubectl("-n", namespace, "patch", "chatfrontend", FRONTEND, "--type=merge", "-p", json.dumps(patch))
-    wait_for(
-        lambda: "900" in plane.kubectl("-n", namespace, "get", "configmap", f"{FRONTEND}-frontend-config",
-                                       "-o", "jsonpath={.data.KUBECHAT_FRONTEND_WAKE_TIMEOUT_S}").stdout,
-        timeout=60, message="the operator did not pass spec.wake on",
-    )  # fmt: skip
-    plane.kubectl("-n", namespace, "rollout", "status", f"deployment/{FRONTEND}-frontend", "--timeout=180s",
-                  timeout=200)  # fmt: skip
+    let_the_frontend_wait_long(plane, namespace)
     plane.kubectl("-n", namespace, "scale", "chatmodel", MODEL, "--replicas=0")
     wait_for(lambda: not model_pod_names(real_cluster, namespace), timeout=120, message="model pods remain")
 
