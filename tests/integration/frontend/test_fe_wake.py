@@ -1,7 +1,7 @@
 """A model that is down (scaled to zero) when requests arrive: the frontend, under gunicorn with its default
-worker count, holds them (page, JSON API, the seeds' plain-text API, the OpenAI pass-through), counts them
-in `kubechat_frontend_waiting_requests`, and answers them all once the real model server comes up where
-nothing listened; past the timeout or beyond the queue it answers 503 with Retry-After, never a hang."""
+worker count, holds them (page, JSON API, the seeds' gateway and plain-text APIs, the OpenAI pass-through),
+counts them in `kubechat_frontend_waiting_requests`, and answers them all once the real model server comes up
+where nothing listened; past the timeout or beyond the queue it answers 503 with Retry-After, never a hang."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def settings(tmp_path, keys: Keys, model_port: int, **wake: Any) -> dict[str, An
     return {
         "STORE": f"sqlite:///{tmp_path}/history.db",
         "API_KEYS_FILE": keys.file,
+        "ADMIN_KEY": keys.admin_key,
         "MODELS": [{"name": MODEL, "url": f"http://127.0.0.1:{model_port}"}],
         "SECRET_KEY": "test-secret",
         "RATE_LIMIT": 10_000,
@@ -86,6 +87,19 @@ def test_requests_held_while_the_model_is_down_are_all_answered_once_it_comes_up
             )
         plain = {**auth, "Content-Type": "text/plain"}
         calls.start("assistant", lambda: httpx.post(url + "/", content=b"Hi", headers=plain, timeout=120))
+        # The seeds' gateway: the admin brings in a user and an NPC (no model needed), the user chats.
+        admin = {"Authorization": keys.admin_key}
+        user = {"username": "knight", "password": "correct horse", "api_key": "token-of-the-knight"}
+        assert httpx.post(url + "/users/", json=user, headers=admin).status_code == 201
+        npc = {"char_descr": "A knight of Edward I.", "world_descr": "London, XIII century."}
+        npc_id = httpx.post(url + "/create_npc/", json=npc, headers=admin).json()["npc_id"]
+        chat_npc = {"chat_id": "waking-chat", "npc_id": npc_id, "message": "Good morrow!", "model": MODEL}
+        calls.start(
+            "gateway",
+            lambda: httpx.post(
+                url + "/chat_npc/", json=chat_npc, headers={"Authorization": user["api_key"]}, timeout=120
+            ),
+        )
         calls.start(
             "openai",
             lambda: client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}]),
@@ -113,7 +127,7 @@ def test_requests_held_while_the_model_is_down_are_all_answered_once_it_comes_up
         assert "Starting the model" in browser.find_element(By.ID, "announcer").get_attribute("textContent")
 
         deadline = time.monotonic() + 30
-        while waiting(url) < 7:  # 6 API calls and the page, over both workers
+        while waiting(url) < 8:  # 7 API calls and the page, over both workers
             assert time.monotonic() < deadline, (
                 f"only {waiting(url)} requests wait; finished: {calls.results}"
             )
@@ -129,6 +143,8 @@ def test_requests_held_while_the_model_is_down_are_all_answered_once_it_comes_up
             assert isinstance(response, httpx.Response) and response.status_code == 200, response
             assert response.json()["pod"] == "test-pod"
         assert calls.results["assistant"].status_code == 200, calls.results["assistant"]
+        gateway = calls.results["gateway"]
+        assert gateway.status_code == 200 and gateway.json()["response"], gateway
         assert isinstance(calls.results["openai"], openai.types.chat.ChatCompletion), calls.results["openai"]
         assert isinstance(calls.results["openai-stream"], str), calls.results["openai-stream"]
         # The same message went from "waking" to the streamed answer: no reload, the status is gone.
