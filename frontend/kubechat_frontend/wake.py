@@ -97,13 +97,18 @@ class ModelStates:
         self._chatmodels = chatmodels
         self._ttl_s = ttl_s
         self._known: dict[str, tuple[float, Waking | None]] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def current(self, model: str, *, fresh: bool = False) -> Waking | None:
-        """None when the model is ready, else what it is doing."""
-        with self._lock:
+        """None when the model is ready, else what it is doing; `fresh`: looked up after this call began (the
+        caller has just seen the model fail where the last look said ready)."""
+        asked = time.monotonic()
+        with self._locks_lock:
+            lock = self._locks.setdefault(model, threading.Lock())
+        with lock:  # one look per model at a time; those who waited for it share its verdict
             known = self._known.get(model)
-            if not fresh and known and time.monotonic() - known[0] < self._ttl_s:
+            if known and (known[0] >= asked or (not fresh and asked - known[0] < self._ttl_s)):
                 return known[1]
             ready, readiness = self._probe(model)
             waking = None
@@ -188,7 +193,9 @@ class Hold:
 
     def progress(self) -> Iterator[Waking]:
         """What the model is doing, about every second, until it is ready; 503 when the time is up."""
-        waking = self._room.states.current(self.model, fresh=True)
+        waking = self._room.states.current(self.model)
+        if waking is None:  # the caller saw it fail: a look from before that does not count
+            waking = self._room.states.current(self.model, fresh=True)
         while waking is not None:
             if waking.final:
                 raise ApiError(
