@@ -18,6 +18,11 @@ from urllib.parse import urlsplit
 TransportError = (OSError, http.client.HTTPException)
 
 
+class ConnectFailed(ConnectionError):
+    """No connection could be made (refused, unreachable, no answer to connect): nothing serves there now,
+    as when a Service has no ready endpoint. Unlike a failure later on, the request was never sent."""
+
+
 class _Connection(http.client.HTTPConnection):
     """A connection whose connect timeout is short while reads may wait as long as an answer takes."""
 
@@ -26,7 +31,10 @@ class _Connection(http.client.HTTPConnection):
         self._connect_timeout = connect_timeout
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), self._connect_timeout)
+        try:
+            self.sock = socket.create_connection((self.host, self.port), self._connect_timeout)
+        except OSError as error:
+            raise ConnectFailed(f"{type(error).__name__}: {error}") from error
         self.sock.settimeout(self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

@@ -10,7 +10,7 @@ from typing import Any
 from flask import g, has_request_context
 
 from kubechat_frontend.errors import ApiError
-from kubechat_frontend.http_pool import ConnectionPool, TransportError, UpstreamResponse
+from kubechat_frontend.http_pool import ConnectFailed, ConnectionPool, TransportError, UpstreamResponse
 from kubechat_frontend.text import clean_text
 from kubechat_frontend.wake import NOT_READY_CODES, WaitingRoom
 
@@ -185,13 +185,16 @@ class ModelClient:
         """The model server's answer; while the model has no ready pod, the request waits for one."""
         try:
             response = self._send(model, path, content, headers)
-        except TransportError as error:
+        except ConnectFailed as error:
             if self.waiting_room is None:
                 raise unavailable(model, type(error).__name__) from error
+        except TransportError as error:
+            # Sent, then lost (a read timeout, a reset): asking again could double the work; say so.
+            raise unavailable(model, type(error).__name__) from error
         else:
             if self.waiting_room is None or not _not_ready(response):
                 return response
-        # Nothing listens (scaled to zero), or only pods that are not ready (starting, draining): wait
+        # Nothing listens (no ready endpoint: scaled to zero), or only pods that are not ready answer: wait
         # for a ready one (503 when it takes too long), then ask again, once.
         self.waiting_room.wait(model)
         try:
