@@ -79,8 +79,11 @@ def watch_pod(cluster: Cluster, namespace: str, seen: dict[str, float], stop: th
                 seen.setdefault("container running", now)
             if conditions.get("Ready") == "True":
                 seen.setdefault("pod ready", now)
-            progress = core.read_namespaced_config_map(f"{MODEL}-progress", namespace).data or {}
-            report = json.loads(progress.get(pod.metadata.name, "{}"))
+            try:
+                progress = core.read_namespaced_config_map(f"{MODEL}-progress", namespace).data or {}
+                report = json.loads(progress.get(pod.metadata.name, "{}"))
+            except (client.ApiException, ValueError):
+                report = {}  # not written yet, or half a report: the next look sees it
             if report.get("stage"):
                 seen.setdefault(f"stage {report['stage']}", now)
         time.sleep(POLL_S)
@@ -97,30 +100,31 @@ def image_note(cluster: Cluster, namespace: str, pod: str) -> str:
     return pulled[-1] if pulled else "no Pulled event"
 
 
+# The steps in order, each with the part that ends there.
+STEPS = [
+    ("request sent", ""),
+    ("scaled", "frontend holds, asks for a replica"),
+    ("pod created", "operator and controllers create the pod"),
+    ("scheduled", "scheduling"),
+    ("container running", "image and container start"),
+    ("stage downloading", "server process start (imports)"),
+    ("stage loading", "weights (download or copy)"),
+    ("stage warming", "load"),
+    ("pod ready", "warm-up"),
+    ("first token", "ready -> endpoints -> first token"),
+]
+
+
 def split(seen: dict[str, float]) -> dict[str, float]:
-    """Seconds per part; a part whose end was never seen (e.g. no download for weights on a volume) is 0."""
-
-    def between(start: str, end: str) -> float:
-        if start not in seen or end not in seen:
-            return 0.0
-        return round(seen[end] - seen[start], 2)
-
-    first_stage = next(
-        (s for s in ("stage downloading", "stage loading", "stage warming") if s in seen), "pod ready"
-    )
-    weights_end = "stage loading" if "stage loading" in seen else first_stage
-    return {
-        "frontend holds, asks for a replica": between("request sent", "scaled"),
-        "operator and controllers create the pod": between("scaled", "pod created"),
-        "scheduling": between("pod created", "scheduled"),
-        "image and container start": between("scheduled", "container running"),
-        "server process start (imports)": between("container running", first_stage),
-        "weights (download or copy)": between(first_stage, weights_end),
-        "load": between(weights_end, "stage warming"),
-        "warm-up": between("stage warming", "pod ready"),
-        "ready -> endpoints -> first token": between("pod ready", "first token"),
-        "total: request -> first token": between("request sent", "first token"),
-    }
+    """Seconds per part. A step never seen (no download for weights already on the volume; a stage shorter
+    than the poll) takes the time of the next one seen: its part is 0 and the parts still add up."""
+    times: list[float] = []
+    for step, _ in reversed(STEPS):
+        times.append(seen.get(step, times[-1] if times else seen["first token"]))
+    times.reverse()
+    parts = {part: round(times[i] - times[i - 1], 2) for i, (_, part) in enumerate(STEPS) if i}
+    parts["total: request -> first token"] = round(seen["first token"] - seen["request sent"], 2)
+    return parts
 
 
 def test_cold_start_from_zero_to_the_first_token(real_cluster: Cluster, quickstart: QuickStart) -> None:  # noqa: F811
