@@ -38,7 +38,8 @@ TIMED_OUT_RETRY_S = 10
 @dataclass(frozen=True)
 class Waking:
     """What a model that is not ready is doing: `phase` is one of asleep, scheduling, starting, downloading,
-    loading, warming, failed; `percent` only while downloading."""
+    loading, warming, ready (the server is, its pod's readiness not yet), failed; `percent` only while
+    downloading."""
 
     phase: str
     message: str = ""

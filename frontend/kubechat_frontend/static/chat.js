@@ -144,7 +144,8 @@
   const wakingPhases = {
     asleep: "The model is asleep; waking it up", scheduling: "Finding a place to run the model",
     starting: "Starting the model", downloading: "Downloading the model", loading: "Loading the model",
-    warming: "Warming up the model", failed: "The model failed to start; retrying",
+    warming: "Warming up the model", ready: "The model is ready; connecting",
+    failed: "The model failed to start; retrying",
   };
   function showWaking(answer, event) {
     let status = answer.querySelector(".waking");
