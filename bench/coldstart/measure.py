@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.cluster.conftest import images  # noqa: F401 - fixtures, found by name
 from tests.cluster.test_cluster_quickstart import (  # noqa: F401
     FRONTEND,
@@ -38,6 +40,8 @@ from tests.support.cluster_fixtures import real_cluster  # noqa: F401
 from tests.support.node import Cluster
 from tests.support.pods import port_forward, wait_for
 
+# The node may first be busy with another run (its lock waits up to 30 min), then set up in minutes.
+pytestmark = pytest.mark.timeout(3600)
 RUNS = int(os.environ.get("KUBECHAT_COLDSTART_RUNS", "3"))
 OUT = Path(os.environ.get("KUBECHAT_COLDSTART_OUT", "/tmp/kubechat-coldstart.json"))
 POLL_S = 0.2
