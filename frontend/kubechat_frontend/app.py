@@ -16,13 +16,13 @@ from kubechat_frontend.api import bp as api_bp
 from kubechat_frontend.api.openai import bp as openai_bp
 from kubechat_frontend.assistant import bp as assistant_bp
 from kubechat_frontend.auth import KeyRing
+from kubechat_frontend.budgets import MeteredModelClient
 from kubechat_frontend.chat import bp as chat_bp
 from kubechat_frontend.config import load_settings
 from kubechat_frontend.gateway import bp as gateway_bp
 from kubechat_frontend.gateway import users  # noqa: F401 - adds POST /users/ to the gateway blueprint
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import open_store
-from kubechat_frontend.upstream import ModelClient
 
 csrf = CSRFProtect()
 log = logging.getLogger("kubechat_frontend")
@@ -59,7 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     keys = KeyRing(settings["API_KEYS_FILE"], settings["ADMIN_KEY"])
     if not keys.required:
         log.warning("no API keys configured: the API is open to anyone, limited per IP")
-    models = ModelClient(settings["MODELS"], settings["UPSTREAM_TIMEOUT_S"])
+    models = MeteredModelClient(settings["MODELS"], settings["UPSTREAM_TIMEOUT_S"])
     models.waiting_room = wake.waiting_room(settings, models)
     services = Services(
         settings=settings,

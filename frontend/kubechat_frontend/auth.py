@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from flask import Request
 
 from kubechat_frontend.errors import ApiError
 
+log = logging.getLogger("kubechat_frontend")
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -20,6 +23,7 @@ class Identity:
 
     id: str
     admin: bool = False
+    token_budget: int | None = None  # model tokens per budget period for this key; None = the default
 
 
 def digest(key: str) -> bytes:
@@ -34,6 +38,22 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("X-API-Key")
 
 
+def parse_key_line(line: str) -> tuple[str, int | None] | None:
+    """One line of the keys file: `KEY`, or `KEY TOKENS` giving that key its own token budget per period
+    (`0`: no budget); None for blank lines and `#` comments."""
+    fields = line.split()
+    if not fields or fields[0].startswith("#"):
+        return None
+    if len(fields) == 1:
+        return fields[0], None
+    if len(fields) > 2 or not fields[1].isdigit():
+        # Say which line without showing the key: a prefix of its digest, as the logs name keys.
+        raise ValueError(
+            f"keys file: key:{digest(fields[0]).hex()[:12]} must be followed by a token count only"
+        )
+    return fields[0], int(fields[1])
+
+
 class KeyRing:
     """The keys a caller may present. Re-reads the keys file when it changes (a Secret update in the pod)."""
 
@@ -41,6 +61,7 @@ class KeyRing:
         self._file = Path(keys_file) if keys_file else None
         self._admin = digest(admin_key) if admin_key else None
         self._digests: list[bytes] = []
+        self._budgets: list[int | None] = []  # per key, in the order of `_digests`
         self._mtime: float | None = None
         self._lock = threading.Lock()
         self._reload()
@@ -51,9 +72,18 @@ class KeyRing:
         mtime = os.stat(self._file).st_mtime
         if mtime == self._mtime:
             return
-        keys = [line.strip() for line in self._file.read_text().splitlines()]
+        try:
+            parsed = [parse_key_line(line) for line in self._file.read_text().splitlines()]
+        except ValueError as error:
+            if self._mtime is None:
+                raise  # at start: refuse to run with a keys file that says something else than meant
+            log.error("%s; keeping the keys read before", error)  # an edit gone wrong locks nobody out
+            self._mtime = mtime
+            return
+        entries = [entry for entry in parsed if entry is not None]
         with self._lock:
-            self._digests = [digest(k) for k in keys if k and not k.startswith("#")]
+            self._digests = [digest(key) for key, _ in entries]
+            self._budgets = [budget for _, budget in entries]
             self._mtime = mtime
 
     def is_admin(self, key: str) -> bool:
@@ -78,11 +108,12 @@ class KeyRing:
         if self._admin is not None and hmac.compare_digest(presented, self._admin):
             return Identity("admin", admin=True)
         with self._lock:
-            digests = list(self._digests)
+            entries = list(zip(self._digests, self._budgets, strict=True))
         # Compare against every key without stopping early, so timing says nothing about which one matched.
-        matched = False
-        for known in digests:
-            matched |= hmac.compare_digest(presented, known)
+        matched, budget = False, None
+        for known, known_budget in entries:
+            if hmac.compare_digest(presented, known):
+                matched, budget = True, known_budget
         if not matched:
             raise ApiError(403, "The API key is not valid.", "invalid_api_key")
-        return Identity("key:" + presented.hex()[:12])
+        return Identity("key:" + presented.hex()[:12], token_budget=budget)

@@ -35,12 +35,16 @@ DEFAULTS: dict[str, Any] = {
     "KUBE_API": "auto",
     "SA_DIR": "",
     "NAMESPACE": "",
+    "TOKEN_BUDGET": 0,
+    "TOKEN_BUDGET_PERIOD_S": 86400,
 }
 
 # Settings whose environment value is JSON or a number rather than a plain string.
 _JSON = {"MODELS", "PERSONAS"}
 _INT = {
     "SAVE_RETRIES",
+    "TOKEN_BUDGET",
+    "TOKEN_BUDGET_PERIOD_S",
     "RATE_LIMIT",
     "TRUSTED_PROXIES",
     "MAX_REQUEST_BYTES",

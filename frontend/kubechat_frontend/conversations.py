@@ -18,6 +18,7 @@ from kubechat_frontend.errors import ApiError
 from kubechat_frontend.scratchpad import ScratchpadFilter
 from kubechat_frontend.services import Services
 from kubechat_frontend.store import Conversation, Message
+from kubechat_frontend.store.base import title_from
 from kubechat_frontend.text import clean_text
 from kubechat_frontend.upstream import ChatStream, Delta, Origin
 
@@ -157,7 +158,11 @@ class Turn:
         failure = ""
         for pause in (*SAVE_BACKOFF_S[: self._save_retries], None):
             try:
-                self._store.add_messages(self.conversation.id, turn, replace_last=self._replace_last)
+                kept = self._store.add_messages(
+                    self.conversation.id, turn, replace_last=self._replace_last, title=title_from(self._text)
+                )
+                if not kept:  # the user deleted the conversation while it was answered: nothing to keep
+                    log.info("turn of %s dropped: the conversation was deleted", self.conversation.id)
                 return True
             except Exception as error:  # any driver's error: the store is down, the answer must not be
                 failure = f"{type(error).__name__}: {error}"

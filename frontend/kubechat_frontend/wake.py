@@ -175,7 +175,7 @@ def waiting_room(settings: dict[str, Any], models: ModelClient) -> WaitingRoom |
     # A held request keeps one of the worker's threads (kubechat-frontend's KUBECHAT_FRONTEND_THREADS): at
     # most half of them may wait, so that /metrics (which the autoscaler must read to wake the model), the
     # probes and other models' chats are still served.
-    threads = int(os.environ.get("KUBECHAT_FRONTEND_THREADS", "64"))  # cli.serve's default
+    threads = int(os.environ.get("KUBECHAT_FRONTEND_THREADS", "512"))  # cli.serve's default
     if max_waiting > threads // 2:
         log.warning("WAKE_MAX_WAITING %d lowered to %d: half the worker's threads", max_waiting, threads // 2)
         max_waiting = max(1, threads // 2)

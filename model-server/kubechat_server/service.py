@@ -114,7 +114,7 @@ class ModelService:
     async def _warm_up(self) -> None:
         """A greedy row and a sampled row with every per-row setting, batched: a device mismatch or a
         sampling bug fails here, before readiness, rather than on the first user's request."""
-        built = self.chat_prompt([Message("user", "Hello")])
+        built = await self.chat_prompt([Message("user", "Hello")])
         greedy = replace(self.defaults, max_new_tokens=2, do_sample=False)
         sampled = replace(
             self.defaults,
@@ -222,8 +222,21 @@ class ModelService:
             budget = min(budget, self.loaded.max_positions - max_new_tokens)
         return budget
 
-    def chat_prompt(
+    # Building a prompt (a Jinja chat template, then the tokenizer over up to a 1 MiB body) is CPU work that
+    # would stall every stream on the event loop; on a worker thread it does not (transformers' fast
+    # tokenizers encode through `tokenizers`' encode_batch, which releases the GIL).
+    async def chat_prompt(
         self, messages: list[Message], persona: Persona | None = None, max_new_tokens: int | None = None
+    ) -> BuiltPrompt:
+        """The dialog as token ids within the input budget, built off the event loop."""
+        return await asyncio.to_thread(self._chat_prompt, messages, persona, max_new_tokens)
+
+    async def text_prompt(self, text: str, max_new_tokens: int | None = None) -> list[int]:
+        """A raw completion prompt as token ids, built off the event loop."""
+        return await asyncio.to_thread(self._text_prompt, text, max_new_tokens)
+
+    def _chat_prompt(
+        self, messages: list[Message], persona: Persona | None, max_new_tokens: int | None
     ) -> BuiltPrompt:
         budget = self.input_budget(max_new_tokens or self.defaults.max_new_tokens)
         if persona is not None:
@@ -233,7 +246,7 @@ class ModelService:
             )
         return self.prompt_format.build(messages, self.settings(persona), budget)
 
-    def text_prompt(self, text: str, max_new_tokens: int | None = None) -> list[int]:
+    def _text_prompt(self, text: str, max_new_tokens: int | None) -> list[int]:
         """A raw completion prompt (``/generate``, ``/v1/completions``): tokenized as is, never truncated.
 
         There is no dialog to break out of, so only the tokenizer's special tokens (which would become

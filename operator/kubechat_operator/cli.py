@@ -41,6 +41,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="default frontend image (env KUBECHAT_FRONTEND_IMAGE)",
     )
     parser.add_argument(
+        "--autoscale-interval",
+        type=float,
+        default=float(os.environ.get("KUBECHAT_AUTOSCALE_INTERVAL") or 5.0),
+        help="seconds between the request autoscaler's rounds (env KUBECHAT_AUTOSCALE_INTERVAL)",
+    )
+    parser.add_argument(
         "--leader-elect", action="store_true", help="run only while holding the Lease (for HA)"
     )
     parser.add_argument("--lease-name", default="kubechat-operator")
@@ -94,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The builders read the default images from the environment (config.OperatorConfig.from_env).
     os.environ["KUBECHAT_MODEL_SERVER_IMAGE"] = args.model_server_image
     os.environ["KUBECHAT_FRONTEND_IMAGE"] = args.frontend_image
+    os.environ["KUBECHAT_AUTOSCALE_INTERVAL"] = str(args.autoscale_interval)
     import kubechat_operator.main  # noqa: F401  (registers the handlers)
 
     if args.metrics_port:

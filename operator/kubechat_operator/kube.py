@@ -35,6 +35,7 @@ PLURALS = {
     "Lease": "leases",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
+    "Ingress": "ingresses",
 }
 API_VERSIONS = {
     "Deployment": "apps/v1",
@@ -46,6 +47,7 @@ API_VERSIONS = {
     "Lease": "coordination.k8s.io/v1",
     "PodDisruptionBudget": "policy/v1",
     "NetworkPolicy": "networking.k8s.io/v1",
+    "Ingress": "networking.k8s.io/v1",
 }
 
 Manifest = dict[str, Any]

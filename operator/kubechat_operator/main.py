@@ -6,12 +6,15 @@ reconcile in queue.ReconcileQueue; the reconciles themselves live in handlers/.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import kopf
 
 from kubechat_operator import GROUP, VERSION
+from kubechat_operator.autoscaler import RequestAutoscaler
 from kubechat_operator.builders.chatmodel import progress_config_map_name
 from kubechat_operator.builders.common import MANAGED_BY, MANAGED_BY_LABEL
 from kubechat_operator.config import OperatorConfig
@@ -36,6 +39,7 @@ CHILD_RESOURCES = [
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("networking.k8s.io", "v1", "ingresses", "Ingress"),
 ]
 CHILD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 OWNER_LABELS = {f"{GROUP}/chatmodel": "ChatModel", f"{GROUP}/chatfrontend": "ChatFrontend"}
@@ -55,6 +59,19 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     runtime = Runtime(kube=Kube.connect(), config=OperatorConfig.from_env())
     memo.runtime = runtime
     memo.queue = ReconcileQueue(lambda key, trigger: _work(runtime, key, trigger))
+    memo.autoscaler = RequestAutoscaler(runtime)
+
+
+@kopf.on.startup()
+async def start_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+    memo.autoscaler_task = asyncio.create_task(memo.autoscaler.run(memo.runtime.config.autoscale_interval_s))
+
+
+@kopf.on.cleanup()
+async def stop_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+    memo.autoscaler_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await memo.autoscaler_task
 
 
 def _work(runtime: Runtime, key: Key, trigger: Trigger) -> float | None:
@@ -96,6 +113,7 @@ async def chatmodel_event(
     frontends_by_model: kopf.Index,
     **_: Any,
 ) -> None:
+    memo.autoscaler.observe_model(type, body)
     if type != "DELETED" and _needs_apply(type, body):
         _enqueue(memo, ("ChatModel", namespace, name), Trigger(apply_all=True))
     if type in ("ADDED", "DELETED"):
@@ -108,6 +126,7 @@ async def chatmodel_event(
 async def chatfrontend_event(
     type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
+    memo.autoscaler.observe_frontend(type, body)
     if type != "DELETED" and _needs_apply(type, body):
         _enqueue(memo, ("ChatFrontend", namespace, name), Trigger(apply_all=True))
 

@@ -29,3 +29,33 @@ PROGRESS_REFRESHES = Counter(
     "Load-progress reports turned into status without a full reconcile",
 )
 APPLIES = Counter("kubechat_operator_applies_total", "Server-side applies of children", ["kind"])
+
+# The request autoscaler (autoscaler.py): one series per ChatModel it scales, removed with the model.
+AUTOSCALER_DESIRED = Gauge(
+    "kubechat_operator_autoscaler_desired_replicas",
+    "Replicas the request autoscaler decided on",
+    ["namespace", "chatmodel"],
+)
+AUTOSCALER_LOAD = Gauge(
+    "kubechat_operator_autoscaler_observed_load",
+    "In-flight + queued requests on the ready model pods plus requests held by ChatFrontends",
+    ["namespace", "chatmodel"],
+)
+AUTOSCALER_UNKNOWN = Gauge(
+    "kubechat_operator_autoscaler_unknown_pods",
+    "Ready model and frontend pods whose /metrics did not answer in the last round",
+    ["namespace", "chatmodel"],
+)
+AUTOSCALER_SCALES = Counter(
+    "kubechat_operator_autoscaler_scales_total", "Replica changes by the request autoscaler", ["reason"]
+)
+AUTOSCALER_SCRAPES = Counter(
+    "kubechat_operator_autoscaler_scrapes_total",
+    "Reads of pods' /metrics by the request autoscaler",
+    ["target", "result"],
+)
+AUTOSCALER_ROUND_SECONDS = Histogram(
+    "kubechat_operator_autoscaler_round_seconds",
+    "Duration of one round over every request-scaled ChatModel (scrapes, decisions, writes)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10),
+)

@@ -112,7 +112,7 @@ def frontend_blocker(kube: Kube, namespace: str, spec: ChatFrontendSpec) -> Bloc
 
 class PodStore:
     """The operator's pods as the pod watch last reported them (an informer's store), trimmed to what load
-    progress needs, so a progress report updates status without listing pods."""
+    progress and the request autoscaler need, so neither lists pods."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -128,12 +128,14 @@ class PodStore:
             self._pods[key] = {
                 "metadata": {
                     "name": key[1],
+                    "namespace": key[0],
                     "labels": meta.get("labels") or {},
                     "deletionTimestamp": meta.get("deletionTimestamp"),
                 },
                 "status": {
                     "phase": (pod.get("status") or {}).get("phase"),
                     "conditions": (pod.get("status") or {}).get("conditions") or [],
+                    "podIP": (pod.get("status") or {}).get("podIP"),  # where the autoscaler reads /metrics
                 },
             }
 

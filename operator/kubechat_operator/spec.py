@@ -112,6 +112,16 @@ class Autoscaling(_Spec):
     target_cpu_utilization_percentage: int = Field(default=70, alias="targetCPUUtilizationPercentage")
 
 
+class ModelAutoscaling(Autoscaling):
+    """A ChatModel's autoscaling: on requests (the operator's own loop, autoscaler.py) or on CPU (an HPA)."""
+
+    metric: Literal["requests", "cpu"] = "requests"
+    target_requests_per_replica: int | None = None
+    scale_to_zero_after_seconds: int = 300
+    scale_up_stabilization_seconds: int = 0
+    scale_down_stabilization_seconds: int = 300
+
+
 class Serving(_Spec):
     max_batch_size: int = 16
     max_queue_delay_ms: int = 10
@@ -134,15 +144,13 @@ class LocalObjectReference(_Spec):
     name: str
 
 
-class ChatModelSpec(_Spec):
-    model: ModelSource
-    prompt: Prompt = Prompt()
-    generation: Generation = Generation()
-    replicas: int = 1
-    resources: ModelResources = ModelResources()
+class PodSettings(_Spec):
+    """The pod settings a platform team sets on both kinds' pods: placement, pulling and extra env."""
+
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] | None = None
+    topology_spread_constraints: list[dict[str, Any]] = Field(default_factory=list)
     runtime_class_name: str | None = None
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     priority_class_name: str | None = None
@@ -150,12 +158,32 @@ class ChatModelSpec(_Spec):
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     env: list[dict[str, Any]] = Field(default_factory=list)
-    autoscaling: Autoscaling | None = None
+
+
+class ChatModelSpec(PodSettings):
+    model: ModelSource
+    prompt: Prompt = Prompt()
+    generation: Generation = Generation()
+    replicas: int = 1
+    resources: ModelResources = ModelResources()
+    autoscaling: ModelAutoscaling | None = None
     serving: Serving = Serving()
     cache: Cache | None = None
     network_policy: NetworkPolicy = NetworkPolicy()
     startup_budget: str = "30m"
     engine: Literal["auto", "transformers", "llama.cpp"] = "auto"
+
+    @property
+    def scales_on_requests(self) -> bool:
+        """Whether the operator's request autoscaler (not an HPA) drives spec.replicas."""
+        return self.autoscaling is not None and self.autoscaling.metric == "requests"
+
+    @property
+    def target_requests_per_replica(self) -> int:
+        """In-flight + queued requests per pod to aim for: the spec's, else half a full batch (a pod keeps
+        headroom for the minutes a new pod takes to load)."""
+        explicit = self.autoscaling.target_requests_per_replica if self.autoscaling else None
+        return explicit or max(1, self.serving.max_batch_size // 2)
 
     @property
     def startup_budget_seconds(self) -> int:
@@ -185,6 +213,19 @@ class FrontendService(_Spec):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     port: int = 80
     node_port: int | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class IngressTls(_Spec):
+    secret_name: str
+
+
+class FrontendIngress(_Spec):
+    enabled: bool = True
+    class_name: str | None = None
+    host: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    tls: IngressTls | None = None
 
 
 class Store(_Spec):
@@ -207,26 +248,37 @@ class Wake(_Spec):
     max_waiting: int = 32
 
 
-class ChatFrontendSpec(_Spec):
+class ChatFrontendSpec(PodSettings):
     models: list[ModelRef]
     title: str = "kubechat"
     greeting: str = "Hello! How can I help you today?"
     secure_cookies: bool = True
     personas: list[FrontendPersona] = Field(default_factory=list)
     replicas: int = 1
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
-    image: str | None = None
-    image_pull_policy: str = "IfNotPresent"
+    pod_labels: dict[str, str] = Field(default_factory=dict)
     resources: FrontendResources = FrontendResources()
     service: FrontendService = FrontendService()
+    ingress: FrontendIngress | None = None
     store: Store = Store()
     api_keys_secret_ref: ApiKeysRef | None = None
     admin_key_secret_ref: AdminKeyRef | None = None
     secret_key_secret_ref: SessionSecretRef | None = None
     rate_limit: RateLimit = RateLimit()
-    trusted_proxies: int = 0
+    trusted_proxies: int | None = None
     autoscaling: Autoscaling | None = None
     wake: Wake = Wake()
+
+    @property
+    def ingress_enabled(self) -> bool:
+        return self.ingress is not None and self.ingress.enabled
+
+    @property
+    def proxy_hops(self) -> int:
+        """Proxies whose X-Forwarded-For the frontend trusts: as set, else the Ingress controller's one hop
+        when an Ingress is enabled (otherwise every user behind it would share one rate limit), else 0."""
+        if self.trusted_proxies is not None:
+            return self.trusted_proxies
+        return 1 if self.ingress_enabled else 0
 
     @property
     def default_model(self) -> str:

@@ -72,6 +72,7 @@ NEEDED = [
     ("get", "chatmodels.kubechat.dev", ""),
     ("watch", "chatfrontends.kubechat.dev", ""),
     ("patch", "chatmodels.kubechat.dev", "status"),
+    ("patch", "chatmodels.kubechat.dev", "scale"),  # the request autoscaler
     ("create", "deployments.apps", ""),
     ("patch", "services", ""),
     ("delete", "horizontalpodautoscalers.autoscaling", ""),
@@ -88,6 +89,7 @@ NOT_NEEDED = [
     ("update", "secrets", ""),
     ("update", "chatmodels.kubechat.dev", ""),  # the user's spec is the user's
     ("patch", "chatmodels.kubechat.dev", ""),
+    ("patch", "chatfrontends.kubechat.dev", "scale"),
     ("delete", "chatfrontends.kubechat.dev", ""),
     ("create", "pods", ""),
     ("delete", "pods", ""),

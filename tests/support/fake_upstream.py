@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextlib.contextmanager
-def hostile_model(answer_pieces: list[str], pod: str = "evil-pod", node: str = "evil-node") -> Iterator[str]:
-    """Serve `answer_pieces` as a streamed chat completion on loopback; yields the base URL."""
+def hostile_model(
+    answer_pieces: list[str], pod: str = "evil-pod", node: str = "evil-node", pause_s: float = 0
+) -> Iterator[str]:
+    """Serve `answer_pieces` as a streamed chat completion on loopback; yields the base URL. `pause_s`
+    between pieces makes it a slow upstream (many long streams held open at once)."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # keep test output clean
@@ -42,11 +46,17 @@ def hostile_model(answer_pieces: list[str], pod: str = "evil-pod", node: str = "
                 }
                 if i == 0:
                     chunk["kubechat"] = {"pod": pod, "node": node, "model": body.get("model")}
+                if i and pause_s:
+                    time.sleep(pause_s)
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 2048  # a thousand clients connecting at once are queued, not refused
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

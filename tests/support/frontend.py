@@ -50,11 +50,14 @@ def frontend_env(settings: dict[str, Any]) -> dict[str, str]:
 
 
 def start_frontend_process(
-    settings: dict[str, Any], log: Path, *, workers: int | None = 1, threads: int = 16, port: int = 0
+    settings: dict[str, Any], log: Path, *, workers: int | None = 1, threads: int | None = 16, port: int = 0
 ) -> tuple[subprocess.Popen, str]:
-    """`python -m kubechat_frontend` with `settings`, not waited for (it may refuse to start)."""
+    """`python -m kubechat_frontend` with `settings`, not waited for (it may refuse to start); `None` for
+    `workers` or `threads` leaves that to the frontend's default."""
     port = port or free_port()
-    sizing = {"KUBECHAT_FRONTEND_THREADS": str(threads)}
+    sizing = {}
+    if threads is not None:
+        sizing["KUBECHAT_FRONTEND_THREADS"] = str(threads)
     if workers is not None:
         sizing["KUBECHAT_FRONTEND_WORKERS"] = str(workers)
     env = python_env(
@@ -77,7 +80,7 @@ def start_frontend_process(
 
 @contextlib.contextmanager
 def run_frontend(
-    settings: dict[str, Any], log: Path, *, workers: int | None = 1, threads: int = 16, port: int = 0
+    settings: dict[str, Any], log: Path, *, workers: int | None = 1, threads: int | None = 16, port: int = 0
 ) -> Iterator[RunningFrontend]:
     """Start a frontend with `settings`, wait for `/health`, and stop it (and its workers) afterwards.
     `workers=None` leaves the worker count to the frontend's default, as a Deployment does; `port` reuses a

@@ -35,9 +35,10 @@ QUALITY_ENV = {
     "KUBECHAT_TEMPERATURE": "0",
     "KUBECHAT_MAX_NEW_TOKENS": "16",
     "KUBECHAT_REQUEST_TIMEOUT_S": "600",
-    # The answers judged are transformers' (the GGUF dequantised), as the server image (no llama-server)
-    # runs them. On llama.cpp this Q4_1 file answers "What is the capital of France?" with "L'Étoile, la
-    # Marseillaise, ..." -- plain llama-server does too (its kernels quantise activations to 8 bits).
+    # The answers judged are transformers' (the GGUF dequantised), as examples/quickstart.yaml pins them
+    # (`engine: transformers`). On llama.cpp this Q4_1 file answers "What is the capital of France?" with
+    # "L'Étoile, la Marseillaise, ..." -- plain llama-server does too: same prompt ids, but its CPU kernels
+    # quantise activations to 8 bits (docs/model-server.md, bench/server/gguf_parity.py).
     "KUBECHAT_ENGINE": "transformers",
 }
 LOAD_TIMEOUT_S = 600.0  # ~30 s alone; far longer while other test processes share the two cores

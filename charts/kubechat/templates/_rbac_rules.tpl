@@ -26,6 +26,10 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
 - apiGroups: [kubechat.dev]
   resources: [chatmodels/status, chatfrontends/status]
   verbs: [patch]
+# The request autoscaler sets a ChatModel's replicas through its scale subresource (the spec stays the user's).
+- apiGroups: [kubechat.dev]
+  resources: [chatmodels/scale]
+  verbs: [patch]
 # Children: server-side apply creates (the apiserver checks `create` when the object is new) and repairs
 # them (`patch`), drift is watched, dropped ones are pruned.
 - apiGroups: [""]
@@ -41,7 +45,7 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [networking.k8s.io]
-  resources: [networkpolicies]
+  resources: [networkpolicies, ingresses]
   verbs: [get, list, watch, create, patch, delete]
 # Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap, each ChatFrontend's pods one
 # allowing get/list/watch on chatmodels (to show a model waking). The apiserver lets the

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from kubechat_frontend import conversations, ratelimit
+from kubechat_frontend import budgets, conversations, ratelimit
 from kubechat_frontend.auth import Identity, presented_key
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.logs import log_fields
@@ -25,6 +25,16 @@ def authenticate() -> None:
     log_fields()["caller"] = identity.id
     if not identity.admin:
         ratelimit.enforce(svc.store, identity.id, svc.settings["RATE_LIMIT"])
+
+
+def meter_tokens() -> None:
+    """A call that asks a model: refused when the caller's key used up its token budget, else metered.
+    Budgets are per API key (the keys file's line, else `TOKEN_BUDGET`), not per address or for the admin."""
+    identity: Identity = g.identity
+    if identity.id.startswith("key:"):
+        svc = services()
+        budget = svc.settings["TOKEN_BUDGET"] if identity.token_budget is None else identity.token_budget
+        budgets.enforce(svc.store, identity.id, budget, svc.settings["TOKEN_BUDGET_PERIOD_S"])
 
 
 def json_body() -> dict[str, Any]:
@@ -47,6 +57,7 @@ def owned_conversation(session_id: str) -> Conversation:
 def turn_from_request(*, stream: bool) -> conversations.Turn:
     """Validate the chat request, find or start its session, and start asking the model."""
     svc = services()
+    meter_tokens()
     body = json_body()
     text = conversations.validate_message(body.get("message"), svc.settings["MAX_MESSAGE_CHARS"])
     if body.get("session_id"):

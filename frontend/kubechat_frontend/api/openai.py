@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, jsonify
 
-from kubechat_frontend.api import authenticate, json_body
+from kubechat_frontend.api import authenticate, json_body, meter_tokens
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.http_pool import TransportError
 from kubechat_frontend.logs import log_fields
@@ -22,6 +22,7 @@ bp.before_request(authenticate)
 def chat_completions() -> Response:
     """Forward the request to the named model's server (the default one when `model` is absent)."""
     svc = services()
+    meter_tokens()
     body = json_body()
     model = svc.models.resolve(body.get("model"))
     body["model"] = model

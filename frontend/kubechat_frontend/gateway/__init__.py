@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from kubechat_frontend import conversations, ratelimit
+from kubechat_frontend import budgets, conversations, ratelimit
 from kubechat_frontend.auth import digest
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.gateway.fields import boolean, text
@@ -30,6 +30,7 @@ bp = Blueprint("gateway", __name__)
 class Caller:
     username: str
     admin: bool = False
+    token_budget: int = 0  # model tokens per budget period; 0 = none (the admin's)
 
 
 def raw_key() -> str:
@@ -51,7 +52,8 @@ def caller() -> Caller:
         raise ApiError(403, "The API key is not valid.", "invalid_api_key")
     log_fields()["caller"] = f"user:{user.username}"
     ratelimit.enforce(svc.store, f"user:{user.username}", svc.settings["RATE_LIMIT"])
-    return Caller(user.username)
+    budget = svc.settings["TOKEN_BUDGET"] if user.token_budget is None else user.token_budget
+    return Caller(user.username, token_budget=budget)
 
 
 def admin() -> Caller:
@@ -91,6 +93,9 @@ def create_npc() -> Response:
 def chat_npc() -> Response:
     who = caller()
     svc = services()
+    budgets.enforce(
+        svc.store, f"user:{who.username}", who.token_budget, svc.settings["TOKEN_BUDGET_PERIOD_S"]
+    )
     payload = body()
     chat_id = text(payload, "chat_id", 256)
     npc = svc.store.get_npc(text(payload, "npc_id", 256))

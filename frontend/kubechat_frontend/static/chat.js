@@ -100,7 +100,6 @@
       retry.textContent = "New chat";
       // This page may list models from before the change: leave the choice to the server (its default).
       retry.addEventListener("click", () => {
-        newChat.dataset.hasMessages = "false";
         newChat.querySelector('select[name="model"]').disabled = true;
         newChat.requestSubmit();
       });
@@ -127,10 +126,10 @@
     message.appendChild(note);
   }
 
-  // The server now holds this conversation: picking anew asks first, and it can be deleted.
+  // The server now holds this conversation: it can be deleted, and the list (conversations.js) shows it.
   function conversationSaved() {
-    newChat.dataset.hasMessages = "true";
     document.getElementById("end-chat-link").hidden = false;
+    document.dispatchEvent(new CustomEvent("kubechat:conversation-saved"));
   }
 
   function setBusy(busy) {
@@ -215,7 +214,8 @@
       const response = await fetch("/chat/send", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
-        body: JSON.stringify(regenerate ? { regenerate: true } : { message: text }),
+        body: JSON.stringify(Object.assign(regenerate ? { regenerate: true } : { message: text },
+                                           { conversation_id: document.body.dataset.conversation || undefined })),
         signal: controller.signal,
       });
       if (!response.ok) {
@@ -226,6 +226,7 @@
       }
       await readEvents(response, (event) => {
         if (event.type === "meta") {
+          document.body.dataset.conversation = event.session_id;  // this tab's conversation from now on
           addBadge(answer, event.pod, event.node);
         } else if (event.type === "delta") {
           answerText += event.text;
@@ -287,21 +288,11 @@
   prompt.addEventListener("input", autosize);
   stopButton.addEventListener("click", () => { if (controller) controller.abort(); });
 
-  // Picking another model or persona starts a new conversation (after asking, if this one has messages).
+  // Picking another model or persona starts a new conversation with that choice; the open one stays in the
+  // list (conversations.js handles the form's submit).
   for (const picker of newChat.querySelectorAll("select")) {
-    picker.addEventListener("change", () => {
-      if (newChat.dataset.hasMessages === "true" && !confirm("Start a new conversation with this choice?")) {
-        picker.value = picker.querySelector("option[selected]") ? picker.querySelector("option[selected]").value : "";
-        return;
-      }
-      newChat.submit();
-    });
+    picker.addEventListener("change", () => newChat.requestSubmit());
   }
-  newChat.addEventListener("submit", (event) => {
-    if (newChat.dataset.hasMessages === "true" && !confirm("Start a new conversation? This one will be deleted.")) {
-      event.preventDefault();
-    }
-  });
 
   document.getElementById("end-chat").addEventListener("submit", (event) => {
     if (!confirm("Delete this conversation?")) event.preventDefault();

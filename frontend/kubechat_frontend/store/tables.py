@@ -25,7 +25,8 @@ conversations = Table(
     Column("model", Text, nullable=False),
     Column("persona", Text, nullable=False),
     Column("created", Float, nullable=False),
-    Column("updated", Float, nullable=True),  # last turn; idle conversations expire by it
+    Column("updated", Float, nullable=True),  # last turn; idle conversations expire by it, lists sort by it
+    Column("title", Text, nullable=False, server_default=""),  # "" until the first question names it
 )
 
 messages = Table(
@@ -57,6 +58,7 @@ users = Table(
     Column("username", String, primary_key=True),
     Column("hashed_password", String),
     Column("api_key", String, unique=True),
+    Column("token_budget", Integer, nullable=True),  # model tokens per period; NULL = the default
 )
 
 npcs = Table(

@@ -53,15 +53,34 @@ class LlamaServerError(RuntimeError):
     """``llama-server`` is missing, would not start, or failed a request."""
 
 
-def find_llama_server(configured: str | None) -> str:
-    """The ``llama-server`` binary: ``KUBECHAT_LLAMA_SERVER``, else the one on PATH."""
+def find_llama_server(configured: str | None, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The ``llama-server`` binary: ``KUBECHAT_LLAMA_SERVER``, else the one on PATH; refused on a CPU that
+    lacks the instructions it was built for (it would die of SIGILL mid-request)."""
     binary = configured or shutil.which("llama-server")
     if not binary or not os.access(binary, os.X_OK):
         raise LlamaServerError(
             "the llama.cpp engine needs the llama-server binary: build it with hack/llama-server and set "
             "KUBECHAT_LLAMA_SERVER to the path it prints, put it on PATH, or set engine: transformers"
         )
+    missing = missing_cpu_flags(binary, cpuinfo)
+    if missing:
+        raise LlamaServerError(
+            f"this CPU lacks {', '.join(missing)}, which {binary} was built for: set engine: transformers, "
+            "or build llama-server for this CPU with hack/llama-server"
+        )
     return binary
+
+
+def missing_cpu_flags(binary: str, cpuinfo: Path) -> list[str]:
+    """The CPU features that ``<binary>.cpu-flags`` lists (written by hack/llama-server's portable build,
+    the one the image ships) and this CPU's ``/proc/cpuinfo`` does not; none when either is unknown."""
+    try:
+        wanted = Path(binary + ".cpu-flags").read_text().split()
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return []
+    have = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    return [] if have is None else [flag for flag in wanted if flag not in have]
 
 
 @dataclass

@@ -23,9 +23,9 @@ log = logging.getLogger("kubechat_server.engine")
 
 
 def choose_engine(requested: str, is_gguf: bool, device_type: str, has_llama_server: bool = True) -> str:
-    """``auto``: llama.cpp for a GGUF file on CPU where the ``llama-server`` binary is installed, transformers
-    for everything else (it dequantises a GGUF file: the server image ships no llama-server, and a ChatModel
-    naming a GGUF file must still load there)."""
+    """``auto``: llama.cpp for a GGUF file on CPU where a ``llama-server`` binary this CPU can run is
+    installed (the server image ships one), transformers for everything else (it dequantises a GGUF file, so
+    a ChatModel naming one still loads where llama-server is missing or the CPU lacks its instructions)."""
     if requested == "auto":
         wanted = is_gguf and device_type == "cpu" and has_llama_server
         return "llama.cpp" if wanted else "transformers"

@@ -100,7 +100,7 @@ async def chat_completions(body: ChatCompletionRequest, http: Request):
     max_tokens = body.max_completion_tokens or body.max_tokens
     params = service.sampling(_sampling(body, max_tokens, body.logprob_count()))
     messages = [Message("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
-    built = service.chat_prompt(messages, persona, params.max_new_tokens)
+    built = await service.chat_prompt(messages, persona, params.max_new_tokens)
     requests = service.submit_many(_choices(built.input_ids, params, body.n), body.stream, hide)
     extension = {**service.identity(), "droppedMessages": built.dropped_messages}
     meta = Meta("chatcmpl", "chat.completion", service.config.model_name)
@@ -135,7 +135,7 @@ async def completions(body: CompletionRequest, http: Request):
     params = service.sampling(_sampling(body, body.max_tokens, body.logprobs))
     items = []
     for prompt in prompts:
-        items += _choices(service.text_prompt(prompt, params.max_new_tokens), params, body.n)
+        items += _choices(await service.text_prompt(prompt, params.max_new_tokens), params, body.n)
     requests = service.submit_many(items, body.stream)
     meta = Meta("cmpl", "text_completion", service.config.model_name)
     tokens = Tokens(service.loaded.tokenizer)

@@ -52,7 +52,7 @@ async def chat(body: GodelChatRequest | LlamaChatRequest, http: Request) -> dict
     service.require_ready()
     if isinstance(body, GodelChatRequest):
         params = service.sampling(SamplingRequest())
-        built = service.chat_prompt(godel_messages(body), max_new_tokens=params.max_new_tokens)
+        built = await service.chat_prompt(godel_messages(body), max_new_tokens=params.max_new_tokens)
         request = service.submit(built.input_ids, params, hide_scratchpad=service.hides_scratchpad(None))
         finished = check_finished((await wait_finished([request], http))[0])
         return {"response": finished.text, **service.identity()}
@@ -66,7 +66,7 @@ async def _llama_chat(service: ModelService, body: LlamaChatRequest, http: Reque
     items, positions = [], []
     for index, dialog in enumerate(dialogs):
         try:
-            built = service.chat_prompt(
+            built = await service.chat_prompt(
                 [Message(m.role, m.content) for m in dialog], None, params.max_new_tokens
             )
         except PromptError as exc:
@@ -98,7 +98,7 @@ async def generate(body: GenerateRequest, http: Request) -> dict:
     service = _service(http)
     service.require_ready()
     params = service.sampling(_llama_sampling(body.parameters))
-    prompt_ids = [service.text_prompt(p, params.max_new_tokens) for p in body.prompts]
+    prompt_ids = [await service.text_prompt(p, params.max_new_tokens) for p in body.prompts]
     requests = service.submit_many([WorkItem(ids, params) for ids in prompt_ids])
     answers = [check_finished(f).text for f in await wait_finished(requests, http)]
     return {

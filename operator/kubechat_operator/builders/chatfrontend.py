@@ -16,7 +16,9 @@ from kubechat_operator.builders.common import (
     downward_env,
     env_config_map,
     horizontal_pod_autoscaler,
+    merge_env,
     metadata,
+    pod_placement,
     pod_security_context,
     resource_block,
     secret_env,
@@ -24,6 +26,7 @@ from kubechat_operator.builders.common import (
     service,
     workload_name,
 )
+from kubechat_operator.builders.frontend_ingress import build_ingress
 from kubechat_operator.config import OperatorConfig
 from kubechat_operator.spec import ChatFrontendSpec, Resource, SessionSecretRef
 
@@ -101,7 +104,7 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
         "KUBECHAT_FRONTEND_RATE_LIMIT": str(spec.rate_limit.requests_per_minute),
         "KUBECHAT_FRONTEND_PORT": str(HTTP_PORT),
         "KUBECHAT_FRONTEND_RETENTION_DAYS": str(spec.store.retention_days),
-        "KUBECHAT_FRONTEND_TRUSTED_PROXIES": str(spec.trusted_proxies),
+        "KUBECHAT_FRONTEND_TRUSTED_PROXIES": str(spec.proxy_hops),
         "KUBECHAT_FRONTEND_WAKE_TIMEOUT_S": str(spec.wake.timeout_seconds),
         "KUBECHAT_FRONTEND_WAKE_MAX_WAITING": str(spec.wake.max_waiting),
     }
@@ -150,7 +153,7 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
         "imagePullPolicy": spec.image_pull_policy,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": config_map_name(owner.name)}}],
-        "env": [*downward_env(), *_secret_env(owner, spec)],
+        "env": merge_env([*downward_env(), *_secret_env(owner, spec)], spec.env),
         "resources": resource_block(spec.resources.requests, spec.resources.limits),
         "livenessProbe": health_probe,
         "readinessProbe": {**health_probe, "periodSeconds": 5},
@@ -170,6 +173,8 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
             "template": {
                 "metadata": {
                     "labels": {
+                        # The CRD keeps podLabels off our keys; ours come last all the same.
+                        **spec.pod_labels,
                         **metadata(owner, workload_name(owner), COMPONENT)["labels"],
                         # Lets the pods through each model's NetworkPolicy.
                         **{model_client_label(m.name): "true" for m in spec.models},
@@ -184,6 +189,7 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
                         "securityContext": pod_security_context(),
                         "containers": [container],
                         "volumes": volumes,
+                        **pod_placement(owner, COMPONENT, spec),
                     },
                     owner,
                 ),
@@ -243,6 +249,8 @@ def build_service(owner: Resource, spec: ChatFrontendSpec) -> Manifest:
     manifest = service(owner, COMPONENT, spec.service.port, spec.service.type)
     if spec.service.node_port is not None:
         manifest["spec"]["ports"][0]["nodePort"] = spec.service.node_port
+    if spec.service.annotations:  # e.g. a cloud load balancer's settings
+        manifest["metadata"]["annotations"] = dict(spec.service.annotations)
     return manifest
 
 
@@ -259,5 +267,11 @@ def build_frontend_children(
         build_deployment(owner, spec, config),
         build_service(owner, spec),
         horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling) if spec.autoscaling else None,
+        build_ingress(owner, COMPONENT, spec.ingress) if spec.ingress and spec.ingress.enabled else None,
     ]
     return [child for child in children if child is not None]
+
+
+def optional_frontend_children(owner: Resource) -> list[tuple[str, str]]:
+    """(kind, name) of the children only some specs ask for; the ones not asked for are pruned."""
+    return [("HorizontalPodAutoscaler", workload_name(owner)), ("Ingress", workload_name(owner))]

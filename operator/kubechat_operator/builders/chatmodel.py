@@ -18,6 +18,7 @@ from kubechat_operator.builders.common import (
     http_get,
     merge_env,
     metadata,
+    pod_placement,
     pod_security_context,
     resource_block,
     secret_env,
@@ -40,6 +41,7 @@ DRAIN_S = 5
 GRACE_MARGIN_S = 10
 # The rollout's progress deadline beyond the startup budget: scheduling and an image pull come first.
 PROGRESS_DEADLINE_MARGIN_S = 600
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "kubechat", "app.kubernetes.io/component": "operator"}
 # Label on frontend pods naming each ChatModel they may call: models.kubechat.dev/<model>: "true".
 MODEL_CLIENT_LABEL_PREFIX = "models.kubechat.dev/"
 
@@ -306,12 +308,9 @@ def build_network_policy(owner: Resource, spec: ChatModelSpec, config: OperatorC
                 "namespaceSelector": {
                     "matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}
                 },
-                "podSelector": {
-                    "matchLabels": {
-                        "app.kubernetes.io/part-of": "kubechat",
-                        "app.kubernetes.io/component": "operator",
-                    }
-                },
+                # The chart's operator pods (kubechat.selectorLabels): the request autoscaler reads the
+                # model pods' /metrics on this port.
+                "podSelector": {"matchLabels": OPERATOR_POD_LABELS},
             }
         )
     return {
@@ -361,15 +360,7 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
         "volumes": volumes,
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
     }
-    optional = {
-        "nodeSelector": spec.node_selector or None,
-        "tolerations": _tolerations(spec) or None,
-        "affinity": spec.affinity,
-        "runtimeClassName": spec.runtime_class_name,
-        "priorityClassName": spec.priority_class_name,
-        "imagePullSecrets": [{"name": s.name} for s in spec.image_pull_secrets] or None,
-    }
-    pod.update({k: v for k, v in optional.items() if v is not None})
+    pod.update(pod_placement(owner, COMPONENT, spec, _tolerations(spec)))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -406,7 +397,10 @@ def build_model_children(owner: Resource, spec: ChatModelSpec, config: OperatorC
         build_cache_claim(owner, spec),
         build_deployment(owner, spec, config),
         service(owner, COMPONENT, HTTP_PORT),
-        horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling) if spec.autoscaling else None,
+        # metric requests: the operator scales (autoscaler.py) and a leftover CPU HPA is pruned.
+        horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling)
+        if spec.autoscaling and not spec.scales_on_requests
+        else None,
         build_pod_disruption_budget(owner, spec),
         build_network_policy(owner, spec, config),
     ]

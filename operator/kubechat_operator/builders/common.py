@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from kubechat_operator import GROUP
-from kubechat_operator.spec import Autoscaling, CpuMemory, Resource
+from kubechat_operator.spec import Autoscaling, CpuMemory, PodSettings, Resource
 
 MANAGED_BY = "kubechat-operator"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -196,3 +196,26 @@ def merge_env(ours: list[Manifest], theirs: list[Manifest]) -> list[Manifest]:
     """Our env with the user's extra env appended; a user variable of the same name replaces ours."""
     overridden = {e["name"] for e in theirs}
     return [e for e in ours if e["name"] not in overridden] + list(theirs)
+
+
+def pod_placement(
+    owner: Resource, component: str, spec: PodSettings, tolerations: list[Manifest] | None = None
+) -> Manifest:
+    """The pod-spec fields a user sets for where pods run and how images are pulled, those that are set.
+
+    tolerations replaces spec.tolerations when the builder adds its own (the GPU taint's). A topology spread
+    constraint without a labelSelector spreads the owner's own pods (the user cannot know our labels)."""
+    spread = [
+        {"labelSelector": {"matchLabels": selector_labels(owner, component)}, **constraint}
+        for constraint in spec.topology_spread_constraints
+    ]
+    fields = {
+        "nodeSelector": spec.node_selector or None,
+        "tolerations": (spec.tolerations if tolerations is None else tolerations) or None,
+        "affinity": spec.affinity,
+        "topologySpreadConstraints": spread or None,
+        "runtimeClassName": spec.runtime_class_name,
+        "priorityClassName": spec.priority_class_name,
+        "imagePullSecrets": [{"name": s.name} for s in spec.image_pull_secrets] or None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}

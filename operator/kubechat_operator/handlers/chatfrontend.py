@@ -7,8 +7,13 @@ import secrets
 from kubernetes.client.rest import ApiException
 
 from kubechat_operator.builders import build_frontend_children
-from kubechat_operator.builders.chatfrontend import COMPONENT, build_session_secret
+from kubechat_operator.builders.chatfrontend import (
+    COMPONENT,
+    build_session_secret,
+    optional_frontend_children,
+)
 from kubechat_operator.builders.common import selector_string, workload_name
+from kubechat_operator.builders.frontend_ingress import ingress_url
 from kubechat_operator.kube import Kube, Manifest
 from kubechat_operator.observe import frontend_blocker, observe_workload
 from kubechat_operator.reconciler import Runtime, now, read_spec, reconcile_children, write_status
@@ -18,7 +23,11 @@ from kubechat_operator.workqueue import Trigger
 
 
 def frontend_url(kube: Kube, owner: Resource, spec: ChatFrontendSpec) -> str:
-    """Where users reach the chat page: the in-cluster URL, a node port, or the load balancer's address."""
+    """Where users reach the chat page: through the Ingress, else the in-cluster URL, a node port, or the load
+    balancer's address."""
+    if spec.ingress is not None and spec.ingress.enabled:
+        observed = None if spec.ingress.host else kube.get("Ingress", owner.namespace, workload_name(owner))
+        return ingress_url(spec.ingress, observed)
     if spec.service.type == "ClusterIP":
         return f"http://{workload_name(owner)}.{owner.namespace}.svc:{spec.service.port}"
     service = kube.get("Service", owner.namespace, workload_name(owner)) or {}
@@ -56,7 +65,7 @@ def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -
     if spec is not None and blocker is None:
         ensure_session_secret(kube, owner, spec)
         desired = build_frontend_children(owner, spec, runtime.config)
-        optional = [("HorizontalPodAutoscaler", workload_name(owner))]
+        optional = optional_frontend_children(owner)
         blocker = reconcile_children(runtime, owner, previous, desired, trigger, optional)
     observed = observe_workload(
         kube,

@@ -48,6 +48,8 @@ def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> B
     status = workload_status(observed, previous.get("conditions") or [], owner.generation, now(), blocker)
     status["endpoint"] = model_endpoint(owner.name, owner.namespace)
     status["selector"] = selector_string(owner, COMPONENT)
+    if previous.get("autoscaling") and not (spec and spec.scales_on_requests):
+        status["autoscaling"] = None  # the request autoscaler's view, stale once it no longer scales this
     write_status(runtime, body, status)
     return blocker
 

@@ -63,7 +63,9 @@ def test_page_shows_title_greeting_model_and_persona_pickers(gateway, model_serv
     assert '<option value="bard">bard</option>' in page
 
 
-def test_history_follows_the_cookie_and_a_new_conversation_starts_empty(gateway, model_server):
+def test_history_follows_the_cookie_and_a_new_conversation_starts_empty_keeping_the_old(
+    gateway, model_server
+):
     with httpx.Client(base_url=gateway.url) as browser:
         token = csrf_token(browser.get("/").text)
         events = sse_events(send(browser, token, "Hello <there> & friends"))
@@ -80,9 +82,10 @@ def test_history_follows_the_cookie_and_a_new_conversation_starts_empty(gateway,
         page = browser.get("/").text
         assert "Hello &lt;there&gt;" not in page
         assert '<option value="bard" selected>' in page
-    # The old conversation was ended: not even the admin key finds it.
-    old = httpx.get(f"{gateway.url}/api/sessions/{events[0]['session_id']}", headers=gateway.admin_headers)
-    assert old.status_code == 404
+        # The earlier conversation stays in this browser's list, titled by its first question.
+        listed = browser.get("/chat/conversations").json()["conversations"]
+        assert [(c["title"], c["open"]) for c in listed] == [("", True), ("Hello <there> & friends", False)]
+        assert events[0]["session_id"] == listed[1]["id"]
 
 
 def test_model_outage_gives_a_clear_retryable_error_and_loses_no_history(keys, tmp_path, start_model_server):
@@ -125,3 +128,67 @@ def test_model_outage_gives_a_clear_retryable_error_and_loses_no_history(keys, t
 
             ready = httpx.get(frontend.url + "/readyz")
             assert ready.status_code == 503 and ready.json()["models"][model.name] != "ready"
+
+
+def test_a_browser_keeps_several_conversations_switches_renames_and_deletes_them(gateway, model_server):
+    with httpx.Client(base_url=gateway.url) as browser, httpx.Client(base_url=gateway.url) as stranger:
+        token = csrf_token(browser.get("/").text)
+        headers = {"X-CSRFToken": token}
+        first = sse_events(send(browser, token, "about <castles>"))[0]["session_id"]
+        created = browser.post("/chat/conversations", json={"persona": "bard"}, headers=headers)
+        assert created.status_code == 201 and created.json()["open"] and created.json()["persona"] == "bard"
+        second = created.json()["id"]
+        assert sse_events(send(browser, token, "about rivers"))[0]["session_id"] == second
+
+        def listed() -> list[tuple[str, str]]:
+            return [(c["id"], c["title"]) for c in browser.get("/chat/conversations").json()["conversations"]]
+
+        assert listed() == [(second, "about rivers"), (first, "about <castles>")]
+        # A message names its conversation (another tab may have switched): the older one moves to the top.
+        again = browser.post(
+            "/chat/send",
+            json={"message": "more castles", "conversation_id": first},
+            headers=headers,
+            timeout=120,
+        )
+        assert sse_events(again)[0]["session_id"] == first
+        assert listed() == [(first, "about <castles>"), (second, "about rivers")]
+        # Switching is a link: /c/<id> shows that conversation and becomes what / shows.
+        assert "about rivers" in browser.get(f"/c/{second}").text
+        assert "about rivers" in browser.get("/").text and "more castles" not in browser.get("/").text
+
+        renamed = browser.patch(
+            f"/chat/conversations/{second}", json={"title": "  <i>Rivers</i>\n"}, headers=headers
+        )
+        assert renamed.status_code == 200 and renamed.json()["title"] == "<i>Rivers</i>"
+        assert listed()[1] == (second, "<i>Rivers</i>")
+        empty = browser.patch(f"/chat/conversations/{second}", json={"title": " "}, headers=headers)
+        assert empty.status_code == 400 and empty.json()["error"]["code"] == "empty_title"
+        long = browser.patch(f"/chat/conversations/{second}", json={"title": "x" * 121}, headers=headers)
+        assert long.status_code == 413
+        assert (
+            browser.patch(f"/chat/conversations/{second}", json={"title": "y"}).status_code == 400
+        )  # no CSRF
+        assert browser.delete(f"/chat/conversations/{second}").status_code == 400  # no CSRF
+
+        # Another browser sees none of them and can change none of them.
+        stranger_token = {"X-CSRFToken": csrf_token(stranger.get("/").text)}
+        assert stranger.get("/chat/conversations").json()["conversations"] == []
+        assert (
+            stranger.patch(
+                f"/chat/conversations/{first}", json={"title": "mine"}, headers=stranger_token
+            ).status_code
+            == 404
+        )
+        assert stranger.delete(f"/chat/conversations/{first}", headers=stranger_token).status_code == 404
+        refused = stranger.post(
+            "/chat/send", json={"message": "hi", "conversation_id": first}, headers=stranger_token
+        )
+        assert refused.status_code == 404
+
+        assert browser.delete(f"/chat/conversations/{second}", headers=headers).status_code == 204
+        assert listed() == [(first, "about <castles>")]
+        assert "about rivers" not in browser.get("/").text  # the open one was deleted: / starts afresh
+        gone = httpx.get(f"{gateway.url}/api/sessions/{second}", headers=gateway.admin_headers)
+        assert gone.status_code == 404  # deleted for real: not even the admin key finds it
+        assert browser.delete(f"/chat/conversations/{second}", headers=headers).status_code == 404

@@ -80,7 +80,11 @@ class OperatorProcess:
     def __init__(self, plane: ControlPlane, log_path: Path, *args: str) -> None:
         self.liveness_port, self.metrics_port = free_port(), free_port()
         self.log_path = log_path
-        env = python_env(**plane.env())
+        # Where the request autoscaler reads each pod's /metrics (autoscaler_scrape.PodAddresses): kwok's
+        # pods serve nothing, at addresses that lead off the machine; a test maps pods to local servers.
+        self.scrape_addresses = log_path.with_suffix(".scrape.json")
+        self.scrape_addresses.write_text("{}")
+        env = python_env(**plane.env(), KUBECHAT_SCRAPE_ADDRESSES=str(self.scrape_addresses))
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [

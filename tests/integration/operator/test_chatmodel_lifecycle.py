@@ -107,6 +107,9 @@ def test_status_is_ready_with_conditions_and_printer_columns(kubectl: Kubectl, l
         "GPUS",
         "PHASE",
         "PROGRESS",
+        "DESIRED",
+        "CURRENT",
+        "LASTSCALE",
         "REASON",
         "ENDPOINT",
         "AGE",
@@ -215,12 +218,12 @@ def test_deleting_the_chatmodel_removes_every_child(kubectl: Kubectl, operator: 
     )
 
 
-def test_autoscaling_creates_an_hpa_on_the_chatmodel_and_removing_it_deletes_the_hpa(
+def test_cpu_autoscaling_creates_an_hpa_on_the_chatmodel_and_removing_it_deletes_the_hpa(
     kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(
-        CPU_MODEL.replace("replicas: 1", "replicas: 1\n  autoscaling: {minReplicas: 1, maxReplicas: 3}")
-    )
+    autoscaling = "autoscaling: {metric: cpu, minReplicas: 1, maxReplicas: 3}"
+    resources = "resources: {requests: {cpu: 500m}}"
+    kubectl.apply(CPU_MODEL.replace("replicas: 1", f"replicas: 1\n  {autoscaling}\n  {resources}"))
     hpa = wait_until(lambda: kubectl.get("hpa", "tiny"), 30, "the HPA")
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "kubechat.dev/v1alpha1",

@@ -54,3 +54,27 @@ def test_a_rotated_secret_file_takes_effect_without_restart(keys_file):
     assert ring.identify("gamma-key", "10.0.0.1").id.startswith("key:")
     with pytest.raises(ApiError):
         ring.identify("alpha-key", "10.0.0.1")
+
+
+def test_a_key_line_may_give_the_key_its_own_token_budget(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text("# key [tokens per period]\nsmall-key 500\nfree-key 0\nplain-key\n")
+    ring = KeyRing(str(path))
+    assert ring.identify("small-key", "").token_budget == 500
+    assert ring.identify("free-key", "").token_budget == 0  # no budget at all
+    assert ring.identify("plain-key", "").token_budget is None  # the frontend's default
+
+
+def test_a_malformed_budget_refuses_to_start_without_showing_the_key_but_a_later_bad_edit_keeps_the_old(
+    tmp_path,
+):
+    path = tmp_path / "keys"
+    path.write_text("secret-key lots\n")
+    with pytest.raises(ValueError) as error:
+        KeyRing(str(path))
+    assert "secret-key" not in str(error.value) and "key:" in str(error.value)
+    path.write_text("good-key 10\n")
+    ring = KeyRing(str(path))
+    path.write_text("good-key ten\n")
+    os.utime(path, (1, 1))  # a new mtime, as a Secret update gives
+    assert ring.identify("good-key", "").token_budget == 10

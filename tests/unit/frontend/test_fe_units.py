@@ -5,7 +5,7 @@ import pytest
 from kubechat_frontend.conversations import validate_message
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.store import _with_password
-from kubechat_frontend.store.base import window_of
+from kubechat_frontend.store.base import title_from, window_of
 from kubechat_frontend.text import clean_text
 
 
@@ -44,3 +44,10 @@ def test_control_characters_are_removed_and_line_breaks_unified():
     assert validate_message("hi\x00 there", max_chars=10) == "hi there"
     with pytest.raises(ApiError):
         validate_message("\x00\x01", max_chars=10)
+
+
+def test_a_title_is_the_first_question_on_one_line_cut_with_an_ellipsis():
+    assert title_from("  How  do\nI\tbake bread? ") == "How do I bake bread?"
+    long = title_from("word " * 40)
+    assert len(long) <= 60 and long.endswith("\u2026") and not long[:-1].endswith(" ")
+    assert title_from("x" * 60) == "x" * 60

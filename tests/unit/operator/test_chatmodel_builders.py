@@ -257,10 +257,17 @@ def test_progress_rbac_allows_only_get_and_patch_on_the_progress_config_map(
     assert "data" not in kinds["godel-progress"]  # the pods own the data keys
 
 
-def test_autoscaling_adds_an_hpa_that_scales_the_chatmodel(
+def test_request_autoscaling_makes_no_hpa(config: OperatorConfig, model_owner: Resource, by_kind) -> None:
+    spec = ChatModelSpec.model_validate({**GODEL, "autoscaling": {"minReplicas": 0, "maxReplicas": 4}})
+    assert spec.autoscaling is not None and spec.autoscaling.metric == "requests"  # the default
+    assert "HorizontalPodAutoscaler" not in by_kind(build_model_children(model_owner, spec, config))
+
+
+def test_cpu_autoscaling_adds_an_hpa_that_scales_the_chatmodel(
     config: OperatorConfig, model_owner: Resource, by_kind
 ) -> None:
-    spec = ChatModelSpec.model_validate({**GODEL, "autoscaling": {"minReplicas": 1, "maxReplicas": 4}})
+    autoscaling = {"metric": "cpu", "minReplicas": 1, "maxReplicas": 4}
+    spec = ChatModelSpec.model_validate({**GODEL, "autoscaling": autoscaling})
     hpa = by_kind(build_model_children(model_owner, spec, config))["HorizontalPodAutoscaler"]
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {
