@@ -59,7 +59,9 @@ def main() -> int:
         "frontend's Service (port-forward) while the ChatModel is at 0; the frontend holds it; when its "
         "`kubechat_frontend_waiting_requests` gauge is above 0 the bench scales the ChatModel to 1 (standing "
         "in for the operator's autoscaler loop). Each part is from first sight of its start to first sight "
-        "of its end, polled every 0.2 s (pod status, the model server's progress reports).",
+        "of its end, polled every 0.2 s (pod status, the model server's progress reports). A step not seen "
+        "takes the next one's time: with the weights already on the cache volume there is no download "
+        "stage, and reading the GGUF file is part of load (the transformers engine dequantises it).",
         "",
         "| part | median s | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |",
         "| --- | --- | " + " | ".join("---" for _ in runs) + " |",
