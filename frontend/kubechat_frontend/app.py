@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from kubechat_frontend import errors, health, logs, metrics, security
+from kubechat_frontend import errors, health, logs, metrics, security, wake
 from kubechat_frontend.api import bp as api_bp
 from kubechat_frontend.api.openai import bp as openai_bp
 from kubechat_frontend.assistant import bp as assistant_bp
@@ -59,10 +59,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     keys = KeyRing(settings["API_KEYS_FILE"], settings["ADMIN_KEY"])
     if not keys.required:
         log.warning("no API keys configured: the API is open to anyone, limited per IP")
+    models = MeteredModelClient(settings["MODELS"], settings["UPSTREAM_TIMEOUT_S"])
+    models.waiting_room = wake.waiting_room(settings, models)
     services = Services(
         settings=settings,
         store=open_store(settings["STORE"], settings["STORE_PASSWORD"], settings["RETENTION_DAYS"]),
-        models=MeteredModelClient(settings["MODELS"], settings["UPSTREAM_TIMEOUT_S"]),
+        models=models,
         keys=keys,
     )
     app.extensions["kubechat"] = services

@@ -29,6 +29,12 @@ DEFAULTS: dict[str, Any] = {
     "READY_CACHE_S": 2.0,
     "RETENTION_DAYS": 0.0,
     "SAVE_RETRIES": 4,
+    # Holding requests while a model wakes (kubechat_frontend.wake; docs/frontend.md).
+    "WAKE_TIMEOUT_S": 180.0,
+    "WAKE_MAX_WAITING": 32,
+    "KUBE_API": "auto",
+    "SA_DIR": "",
+    "NAMESPACE": "",
     "TOKEN_BUDGET": 0,
     "TOKEN_BUDGET_PERIOD_S": 86400,
 }
@@ -44,8 +50,9 @@ _INT = {
     "MAX_REQUEST_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_HISTORY_TURNS",
+    "WAKE_MAX_WAITING",
 }
-_FLOAT = {"UPSTREAM_TIMEOUT_S", "READY_CACHE_S", "RETENTION_DAYS"}
+_FLOAT = {"UPSTREAM_TIMEOUT_S", "READY_CACHE_S", "RETENTION_DAYS", "WAKE_TIMEOUT_S"}
 _BOOL = {"COOKIE_SECURE"}
 
 

@@ -18,6 +18,11 @@ from urllib.parse import urlsplit
 TransportError = (OSError, http.client.HTTPException)
 
 
+class ConnectFailed(ConnectionError):
+    """No connection could be made (refused, unreachable, no answer to connect): nothing serves there now,
+    as when a Service has no ready endpoint. Unlike a failure later on, the request was never sent."""
+
+
 class _Connection(http.client.HTTPConnection):
     """A connection whose connect timeout is short while reads may wait as long as an answer takes."""
 
@@ -26,7 +31,10 @@ class _Connection(http.client.HTTPConnection):
         self._connect_timeout = connect_timeout
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), self._connect_timeout)
+        try:
+            self.sock = socket.create_connection((self.host, self.port), self._connect_timeout)
+        except OSError as error:
+            raise ConnectFailed(f"{type(error).__name__}: {error}") from error
         self.sock.settimeout(self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -35,11 +43,18 @@ class UpstreamResponse:
     """A response being read; `close()` gives its connection back to the pool if it can be reused."""
 
     def __init__(
-        self, pool: ConnectionPool, connection: _Connection, response: http.client.HTTPResponse
+        self,
+        pool: ConnectionPool,
+        connection: _Connection,
+        response: http.client.HTTPResponse,
+        reused: bool,
     ) -> None:
         self._pool: ConnectionPool | None = pool
         self._connection = connection
         self._response = response
+        # Answered on a kept-alive connection: by the pod that connection reached, maybe no longer the one
+        # the Service would pick now (a pod draining in a rollout answers 503 on its old connections).
+        self.reused = reused
         self.status_code = response.status
         self.headers = response.headers  # case-insensitive .get()
         self._body: bytes | None = None
@@ -90,11 +105,14 @@ class ConnectionPool:
         self._max_idle = max_idle
         self._lock = threading.Lock()
 
+    def _new_connection(self) -> _Connection:
+        return _Connection(self._host, self._port, self._connect_timeout, self._read_timeout)
+
     def _connection(self) -> tuple[_Connection, bool]:
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        return _Connection(self._host, self._port, self._connect_timeout, self._read_timeout), False
+        return self._new_connection(), False
 
     def release(self, connection: _Connection, reusable: bool) -> None:
         with self._lock:
@@ -103,16 +121,30 @@ class ConnectionPool:
                 return
         connection.close()
 
+    def discard_idle(self) -> None:
+        """Close the idle connections: they lead to a pod that is going away (it answered one with 503)."""
+        self.close()
+
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        fresh: bool = False,
     ) -> UpstreamResponse:
-        """Send a request; raises one of `TransportError` when the server cannot be reached."""
+        """Send a request (on a new connection if `fresh`); raises one of `TransportError` when the server
+        cannot be reached."""
         headers = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
         while True:
-            connection, reused = self._connection()
+            if fresh:
+                connection, reused = self._new_connection(), False
+            else:
+                connection, reused = self._connection()
             try:
                 connection.request(method, path, body=body, headers=headers)
-                return UpstreamResponse(self, connection, connection.getresponse())
+                return UpstreamResponse(self, connection, connection.getresponse(), reused)
             except TransportError:
                 connection.close()
                 # A kept-alive connection the server has since closed fails before the request is read;
@@ -120,14 +152,13 @@ class ConnectionPool:
                 if not reused:
                     raise
 
-    def get(self, path: str, timeout: float) -> int:
-        """The status of a GET on a one-off connection (for readiness checks)."""
+    def get(self, path: str, timeout: float) -> tuple[int, bytes]:
+        """The status and body of a GET on a one-off connection (for readiness checks)."""
         connection = _Connection(self._host, self._port, timeout, timeout)
         try:
             connection.request("GET", path)
             response = connection.getresponse()
-            response.read()
-            return response.status
+            return response.status, response.read()
         finally:
             connection.close()
 

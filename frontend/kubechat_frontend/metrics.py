@@ -1,5 +1,6 @@
-"""Prometheus metrics at `/metrics`: requests by route and status, open answer streams, the model server's
-time per turn and the time to the first piece of an answer as the user sees it.
+"""Prometheus metrics at `/metrics`: requests by route and status, open answer streams, requests waiting for
+a model to wake, the model server's time per turn and the time to the first piece of an answer as the user
+sees it.
 
 gunicorn runs several worker processes; each writes its samples to files in `PROMETHEUS_MULTIPROC_DIR`
 (made by `kubechat-frontend` at start, on the pod's /tmp) and `/metrics` adds them up, so any worker
@@ -29,6 +30,14 @@ REQUESTS = Counter(
 )
 OPEN_STREAMS = Gauge(
     "kubechat_frontend_open_streams", "Answers streaming to clients right now.", multiprocess_mode="livesum"
+)
+# Requests held while their model wakes (kubechat_frontend.wake), summed over the pod's live workers: the
+# operator's autoscaler scrapes it and scales a ChatModel at zero up when it is above 0.
+WAITING = Gauge(
+    "kubechat_frontend_waiting_requests",
+    "Requests waiting for their model to have a ready replica, by ChatModel.",
+    ["model"],
+    multiprocess_mode="livesum",
 )
 UPSTREAM = Histogram(
     "kubechat_frontend_upstream_seconds",

@@ -10,8 +10,9 @@ from typing import Any
 from flask import g, has_request_context
 
 from kubechat_frontend.errors import ApiError
-from kubechat_frontend.http_pool import ConnectionPool, TransportError, UpstreamResponse
+from kubechat_frontend.http_pool import ConnectFailed, ConnectionPool, TransportError, UpstreamResponse
 from kubechat_frontend.text import clean_text
+from kubechat_frontend.wake import NOT_READY_CODES, WaitingRoom
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,24 @@ def upstream_error(model: str, response: UpstreamResponse) -> ApiError:
         message = f"The model {model!r} is loading or busy, please retry shortly. ({message})"
     status = response.status_code if 400 <= response.status_code < 600 else 502
     return ApiError(status, message, code, retry_after=int(float(retry_after)) if retry_after else None)
+
+
+def _not_ready(response: UpstreamResponse) -> bool:
+    """The model server has no model ready to answer (loading, draining); the request itself is fine."""
+    if response.status_code != 503:
+        return False
+    try:
+        return response.json()["error"]["code"] in NOT_READY_CODES
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _drain(response: UpstreamResponse) -> None:
+    """Read an error answer whole (its body is kept for `upstream_error`) and let its connection go."""
+    try:
+        response.read()
+    finally:
+        response.close()
 
 
 def _origin(info: dict[str, Any] | None) -> Origin:
@@ -131,6 +150,8 @@ class ModelClient:
         self._models = {m["name"]: m for m in models}
         self.default = next((m["name"] for m in models if m["default"]), "")
         self._pools = {m["name"]: ConnectionPool(m["url"], 5.0, timeout_s) for m in models}
+        # Where requests wait for a model with no ready pod (kubechat_frontend.wake); None: they fail at once.
+        self.waiting_room: WaitingRoom | None = None
 
     @property
     def names(self) -> list[str]:
@@ -152,20 +173,48 @@ class ModelClient:
         if model not in self._pools:
             raise model_removed(model)
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        try:
-            # The caller's request id travels on, so one id finds the request in both services' logs.
-            request_id = g.get("request_id", "") if has_request_context() else ""
-            headers = {"X-Request-ID": request_id} if request_id else {}
-            response = self._pools[model].request("POST", path, content, headers)
-            if response.status_code >= 400:
-                try:
-                    response.read()
-                finally:
-                    response.close()
-        except TransportError as error:
-            raise unavailable(model, type(error).__name__) from error
+        # The caller's request id travels on, so one id finds the request in both services' logs.
+        request_id = g.get("request_id", "") if has_request_context() else ""
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        response = self._answer(model, path, content, headers)
         if response.status_code >= 400:
             raise upstream_error(model, response)
+        return response
+
+    def _answer(self, model: str, path: str, content: bytes, headers: dict[str, str]) -> UpstreamResponse:
+        """The model server's answer; while the model has no ready pod, the request waits for one."""
+        try:
+            response = self._send(model, path, content, headers)
+        except ConnectFailed as error:
+            if self.waiting_room is None:
+                raise unavailable(model, type(error).__name__) from error
+        except TransportError as error:
+            # Sent, then lost (a read timeout, a reset): asking again could double the work; say so.
+            raise unavailable(model, type(error).__name__) from error
+        else:
+            if self.waiting_room is None or not _not_ready(response):
+                return response
+        # Nothing listens (no ready endpoint: scaled to zero), or only pods that are not ready answer: wait
+        # for a ready one (503 when it takes too long), then ask again, once.
+        self.waiting_room.wait(model)
+        try:
+            return self._send(model, path, content, headers)
+        except TransportError as error:
+            raise unavailable(model, type(error).__name__) from error
+
+    def _send(self, model: str, path: str, content: bytes, headers: dict[str, str]) -> UpstreamResponse:
+        """One POST; an error answer is read whole before it is returned."""
+        pool = self._pools[model]
+        response = pool.request("POST", path, content, headers)
+        if response.status_code == 503 and response.reused:
+            # A pod draining in a rollout or scale-down answers 503 on the kept-alive connections it still
+            # holds, while its Service already sends new connections to a ready pod. Nothing of the answer
+            # came yet: ask once more on a fresh connection, and drop the idle ones (they lead there too).
+            _drain(response)
+            pool.discard_idle()
+            response = pool.request("POST", path, content, headers, fresh=True)
+        if response.status_code >= 400:
+            _drain(response)
         return response
 
     def chat(
@@ -187,11 +236,26 @@ class ModelClient:
     def ready(self, model: str) -> tuple[bool, str]:
         """Whether the model's server passes its own readiness check, and why not."""
         try:
-            status = self._pools[model].get("/readyz", timeout=2.0)
+            status, _ = self._pools[model].get("/readyz", timeout=2.0)
         except TransportError as error:
             return False, type(error).__name__
         return status == 200, f"readyz answered {status}"
 
+    def readiness(self, model: str) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the model's server is ready, and its readiness answer (load progress); None when nothing
+        answered."""
+        try:
+            status, body = self._pools[model].get("/readyz", timeout=2.0)
+        except TransportError:
+            return False, None
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        return status == 200, answer if isinstance(answer, dict) else None
+
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
+        if self.waiting_room is not None:
+            self.waiting_room.states.close()

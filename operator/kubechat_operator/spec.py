@@ -241,6 +241,13 @@ class RateLimit(_Spec):
     requests_per_minute: int = 60
 
 
+class Wake(_Spec):
+    """Holding requests while a model with no ready replica wakes (docs/frontend.md)."""
+
+    timeout_seconds: int = 180
+    max_waiting: int = 32
+
+
 class ChatFrontendSpec(PodSettings):
     models: list[ModelRef]
     title: str = "kubechat"
@@ -259,6 +266,7 @@ class ChatFrontendSpec(PodSettings):
     rate_limit: RateLimit = RateLimit()
     trusted_proxies: int | None = None
     autoscaling: Autoscaling | None = None
+    wake: Wake = Wake()
 
     @property
     def ingress_enabled(self) -> bool:

@@ -3,18 +3,25 @@ kubechat's own images, and every claim is checked through what a user has (kubec
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import re
+import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from hack import quickstart as steps
+from tests.support.browser import browser  # noqa: F401 - a fixture
+from tests.support.browser import wait_for as browser_wait
 from tests.support.cluster_quickstart import QuickStart
+from tests.support.controlplane import ControlPlane
 from tests.support.node import NODE_NAME, POD_SUBNET, Cluster
-from tests.support.pods import port_forward, wait_for, wait_ready
+from tests.support.pods import announce, port_forward, wait_for, wait_ready
 
 # The first test also pays for the session's set-up: starting the node and, on a cold machine, building the
 # images (the server's alone takes 7-12 minutes on two cores).
@@ -131,9 +138,10 @@ def test_killed_model_pod_is_replaced_and_the_frontend_answers_from_the_new_one(
 
 
 @pytest.mark.xfail(
-    reason="seen on the real node in 2 of 3 runs: one chat of a series sent during the rollout got 503 "
-    "SERVICE UNAVAILABLE from the frontend while the old model pod terminated; the rollout drops chats "
-    "(frontend/model-server/operator to find out which part)",
+    reason="the 503 seen here before (a kept-alive connection to the draining pod) is fixed, reproduced in "
+    "tests/integration/frontend/test_fe_rollout.py; in the last real-node run (wake branch) no chat failed, "
+    "but the old pod still answered after 300 s: the surge pod did not become ready in time (its 1-CPU "
+    "request beside the old pod's may not fit the 2-CPU node; the failure message now shows the pods)",
     strict=False,
 )
 def test_instruction_change_rolls_the_model_pod_while_chats_keep_being_answered(
@@ -156,13 +164,108 @@ def test_instruction_change_rolls_the_model_pod_while_chats_keep_being_answered(
     finally:
         forward.kill()
         forward.wait()
-    assert answered_by[-1] != old, f"the old pod still answers after 300 s: {answered_by[-3:]}"
+    if answered_by[-1] == old:
+        pods_now = plane.kubectl("-n", namespace, "get", "pods,events", "-o", "wide", check=False).stdout
+        pytest.fail(f"the old pod still answers after 300 s: {answered_by[-3:]}\n{pods_now[-4000:]}")
     plane.kubectl("-n", namespace, "rollout", "status", f"deployment/{MODEL}", "--timeout=120s", timeout=150)
     wait_for(
         lambda: old not in model_pod_names(real_cluster, namespace),
         timeout=120,
         message=f"the old pod {old} is still there",
     )
+
+
+def let_the_frontend_wait_long(plane: ControlPlane, namespace: str) -> None:
+    """Through the CRD: a cold start on this shared machine can pass the default 180 s wait, and the module's
+    earlier chats share the per-IP budget with the next ones (all come through one port-forward)."""
+    deployment = f"deployment/{FRONTEND}-frontend"
+
+    def generation() -> int:
+        return int(
+            plane.kubectl("-n", namespace, "get", deployment, "-o", "jsonpath={.metadata.generation}").stdout
+        )
+
+    before = generation()
+    patch = {"spec": {"wake": {"timeoutSeconds": 900}, "rateLimit": {"requestsPerMinute": 1000}}}
+    plane.kubectl("-n", namespace, "patch", "chatfrontend", FRONTEND, "--type=merge", "-p", json.dumps(patch))
+    # The new settings roll the frontend's pods (a checksum in the template): wait for that rollout to end,
+    # or a port-forward could land on a pod about to go.
+    wait_for(lambda: generation() > before, timeout=60, message="the operator did not pass spec.wake on")
+    plane.kubectl("-n", namespace, "rollout", "status", deployment, "--timeout=180s", timeout=200)
+
+
+def frontend_waiting(port: int) -> float:
+    """The frontend pod's `kubechat_frontend_waiting_requests` for the quick start's model."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(rf'^kubechat_frontend_waiting_requests{{model="{MODEL}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else -1.0
+
+
+def test_a_model_scaled_to_zero_wakes_for_20_api_requests_and_a_browser_chat_that_are_all_answered(
+    real_cluster: Cluster,
+    quickstart: QuickStart,
+    browser,  # noqa: F811 - the fixture
+    pytestconfig: pytest.Config,
+) -> None:
+    plane, namespace = real_cluster.plane, quickstart.namespace
+    let_the_frontend_wait_long(plane, namespace)
+    # The operator's request autoscaler takes the idle model to zero and wakes it for what the frontend holds.
+    autoscaling = {"minReplicas": 0, "maxReplicas": 1, "scaleToZeroAfterSeconds": 20}
+    patch = {"spec": {"autoscaling": autoscaling}}
+    plane.kubectl("-n", namespace, "patch", "chatmodel", MODEL, "--type=merge", "-p", json.dumps(patch))
+    wait_for(lambda: not model_pod_names(real_cluster, namespace), timeout=240, message="model pods remain")
+
+    forward, port = port_forward(plane, namespace, f"service/{FRONTEND}-frontend", 80)
+    results: list = []
+
+    def ask(turn: int) -> None:
+        try:
+            results.append(chat_through_frontend(port, f"Wake up, turn {turn}!", timeout=900))
+        except Exception as error:  # kept, and shown by the assertion below
+            results.append(error)
+
+    threads = [threading.Thread(target=ask, args=(turn,), daemon=True) for turn in range(20)]
+    try:
+        for thread in threads:
+            thread.start()
+        # localhost, not 127.0.0.1: the session cookie is Secure, which Chromium allows on localhost's http.
+        browser.get(f"http://localhost:{port}/")
+        browser.find_element(By.ID, "prompt").send_keys("Are you awake?")
+        browser.find_element(By.ID, "send").click()
+        status = browser_wait(browser, 60).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".pending .waking")
+        )
+        answer = browser.find_element(By.CSS_SELECTOR, ".message.assistant.pending")
+        shown = {status.text}
+        wait_for(
+            lambda: frontend_waiting(port) >= 21, timeout=60, message="the gauge never showed 21 waiting"
+        )
+        assert not results, results  # nothing answered (or failed) while the model was at zero
+
+        woken_at = time.monotonic()
+        deadline = time.monotonic() + 900
+        while "done" not in answer.get_attribute("class") and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # the status line is replaced by the answer at the end
+                shown.add(answer.find_element(By.CSS_SELECTOR, ".waking").text)
+            time.sleep(0.5)
+        announce(pytestconfig, f"21 held at 0 -> the page's answer in {time.monotonic() - woken_at:.0f} s; "
+                               f"the page showed: {sorted(shown)}")  # fmt: skip
+        for thread in threads:
+            thread.join(max(1.0, deadline - time.monotonic()))
+    finally:
+        forward.kill()
+        forward.wait()
+    (pod,) = model_pod_names(real_cluster, namespace)
+    assert len(results) == 20 and all(isinstance(r, dict) and r["pod"] == pod for r in results), results
+    assert "done" in answer.get_attribute("class") and not answer.find_elements(By.CSS_SELECTOR, ".waking")
+    assert answer.find_element(By.CSS_SELECTOR, ".badge").text.startswith(pod)
+    assert any("asleep" in line for line in shown), shown
+    # The operator, not the test, woke it (an Event per scaling decision; status may say Idle again by now).
+    events = plane.kubectl(
+        "-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={MODEL}", "-o", "json"
+    ).stdout
+    assert "Wake" in [e["reason"] for e in json.loads(events)["items"]], events[-2000:]
 
 
 def test_deleting_the_quickstart_removes_every_child_and_container(

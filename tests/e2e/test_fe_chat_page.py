@@ -181,6 +181,7 @@ def test_model_outage_shows_the_error_with_retry_and_keeps_the_history(browser, 
             "STORE": f"sqlite:///{tmp_path}/history.db",
             "MODELS": [{"name": model.name, "url": model.url}],
             "SECRET_KEY": "test-secret",
+            "WAKE_MAX_WAITING": 0,  # holding off: the outage shows at once (test_fe_wake shows the waking)
         }
         with run_frontend(settings, tmp_path / "frontend.log") as frontend:
             browser.get(frontend.url)

@@ -97,13 +97,15 @@ def running_model_server(
     args: Sequence[str] = (),
     ready_timeout: float = 180.0,
     wait: bool = True,
+    port: int = 0,
 ) -> Iterator[RunningServer]:
-    """Start ``kubechat-server --model model_dir`` on a free port; yield once ready; stop it on exit.
+    """Start ``kubechat-server --model model_dir`` on a free port (or ``port``: a model that comes up where
+    a client already waits for it); yield once ready; stop it on exit.
 
     ``env`` adds environment variables (the ConfigMap's, e.g. ``KUBECHAT_INSTRUCTION``); ``args`` adds CLI
     flags. With ``wait=False`` the context is entered as soon as the process runs (to watch it load).
     """
-    port = free_port()
+    port = port or free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="kubechat-server-"))
     log_path = log_dir / "server.log"
     command = [

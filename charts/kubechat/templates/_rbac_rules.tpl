@@ -47,7 +47,8 @@ it watches named namespaces (watching the whole cluster needs no namespace list)
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies, ingresses]
   verbs: [get, list, watch, create, patch, delete]
-# Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap. The apiserver lets the
+# Each ChatModel's pods get a Role allowing get/patch on their progress ConfigMap, each ChatFrontend's pods one
+# allowing get/list/watch on chatmodels (to show a model waking). The apiserver lets the
 # operator create a Role only with permissions it holds itself, and bind one only if it holds them too: without
 # the escalate and bind verbs (never granted here) it cannot hand anyone, itself included, more than this list.
 - apiGroups: [rbac.authorization.k8s.io]

@@ -12,6 +12,7 @@ import secrets
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 
 from kubechat_frontend import conversations, ratelimit
+from kubechat_frontend.chat import waking
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.logs import log_fields
 from kubechat_frontend.services import services
@@ -155,8 +156,11 @@ def send() -> Response:
         conversation = conversations.start(svc, page_owner())
     remember(conversation)
     log_fields().update(session=conversation.id, model=conversation.model)
-    turn = conversations.Turn(svc, conversation, text, regenerate=regenerate)
-    return conversations.sse_response(turn, log_fields())
+
+    def start_turn() -> conversations.Turn:
+        return conversations.Turn(svc, conversation, text, regenerate=regenerate)
+
+    return waking.answer(svc, conversation.model, start_turn, log_fields())
 
 
 from kubechat_frontend.chat import manage  # noqa: E402, F401 - adds the list's JSON routes to `bp`

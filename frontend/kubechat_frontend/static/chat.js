@@ -138,6 +138,28 @@
     document.body.classList.toggle("busy", busy);
   }
 
+  // --- A model waking up (scaled to zero, or its pods starting): what it does shows in the answer's place
+  // until the answer streams into the same bubble. Screen readers hear each new phase once, not each percent.
+  const wakingPhases = {
+    asleep: "The model is asleep; waking it up", scheduling: "Finding a place to run the model",
+    starting: "Starting the model", downloading: "Downloading the model", loading: "Loading the model",
+    warming: "Warming up the model", ready: "The model is ready; connecting",
+    failed: "The model failed to start; retrying",
+  };
+  function showWaking(answer, event) {
+    let status = answer.querySelector(".waking");
+    if (!status) {
+      status = document.createElement("p");
+      status.className = "waking";
+      answer.querySelector(".bubble").prepend(status);
+    }
+    const phase = wakingPhases[event.phase] || "Waking the model";
+    if (status.dataset.phase !== event.phase) announce(phase + "…");
+    status.dataset.phase = event.phase;
+    const percent = typeof event.percent === "number" ? " " + Math.round(event.percent) + "%" : "";
+    status.textContent = phase + percent + "…" + (event.message ? " (" + event.message + ")" : "");
+  }
+
   // --- Streaming ---
   async function readEvents(response, onEvent) {
     const reader = response.body.getReader();
@@ -212,8 +234,10 @@
           if (!frame) frame = requestAnimationFrame(() => { frame = 0; renderMarkdown(bubble, answerText); scrollToEnd(); });
         } else if (event.type === "notice") {
           addNote(answer, event.message);
+        } else if (event.type === "waking") {
+          showWaking(answer, event);
         } else if (event.type === "error") {
-          throw { message: event.message, code: event.code };
+          throw { message: event.message, code: event.code, retryAfter: event.retry_after };
         }
       });
       cancelAnimationFrame(frame);

@@ -105,6 +105,8 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
         "KUBECHAT_FRONTEND_PORT": str(HTTP_PORT),
         "KUBECHAT_FRONTEND_RETENTION_DAYS": str(spec.store.retention_days),
         "KUBECHAT_FRONTEND_TRUSTED_PROXIES": str(spec.proxy_hops),
+        "KUBECHAT_FRONTEND_WAKE_TIMEOUT_S": str(spec.wake.timeout_seconds),
+        "KUBECHAT_FRONTEND_WAKE_MAX_WAITING": str(spec.wake.max_waiting),
     }
     if spec.api_keys_secret_ref:
         env["KUBECHAT_FRONTEND_API_KEYS_FILE"] = f"{API_KEYS_DIR}/keys"
@@ -182,15 +184,64 @@ def build_deployment(owner: Resource, spec: ChatFrontendSpec, config: OperatorCo
                         CHECKSUM_ANNOTATION: config_checksum(frontend_env(owner, spec)),
                     },
                 },
-                "spec": {
-                    "securityContext": pod_security_context(),
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": volumes,
-                    **pod_placement(owner, COMPONENT, spec),
-                },
+                "spec": with_reader_account(
+                    {
+                        "securityContext": pod_security_context(),
+                        "containers": [container],
+                        "volumes": volumes,
+                        **pod_placement(owner, COMPONENT, spec),
+                    },
+                    owner,
+                ),
             },
         },
+    }
+
+
+def reader_account_name(name: str) -> str:
+    return f"{name}{FRONTEND_SUFFIX}"
+
+
+def build_reader_account(owner: Resource) -> Manifest:
+    """The frontend pods' identity: it reads its ChatModels' status (what a waking model is doing)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(owner, reader_account_name(owner.name), COMPONENT),
+        "automountServiceAccountToken": False,  # mounted by the pod spec, which opts in
+    }
+
+
+def build_reader_role(owner: Resource) -> Manifest:
+    """Read-only access to the ChatModels of its own namespace, and nothing else (no Secrets, no writes).
+    The operator may grant it: it holds the same verbs on chatmodels itself."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(owner, reader_account_name(owner.name), COMPONENT),
+        "rules": [
+            {"apiGroups": ["kubechat.dev"], "resources": ["chatmodels"], "verbs": ["get", "list", "watch"]}
+        ],
+    }
+
+
+def build_reader_role_binding(owner: Resource) -> Manifest:
+    name = reader_account_name(owner.name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(owner, name, COMPONENT),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
+    }
+
+
+def with_reader_account(pod: Manifest, owner: Resource) -> Manifest:
+    """The pod spec running as the reader account, its token mounted (the frontend reads it per request)."""
+    return {
+        **pod,
+        "serviceAccountName": reader_account_name(owner.name),
+        "automountServiceAccountToken": True,
     }
 
 
@@ -208,6 +259,9 @@ def build_frontend_children(
 ) -> list[Manifest]:
     """Every child of a ChatFrontend, config first; the handler makes the random-keyed session Secret."""
     children = [
+        build_reader_account(owner),
+        build_reader_role(owner),
+        build_reader_role_binding(owner),
         env_config_map(owner, config_map_name(owner.name), COMPONENT, frontend_env(owner, spec)),
         build_history_claim(owner, spec),
         build_deployment(owner, spec, config),

@@ -75,6 +75,7 @@ def test_a_loading_model_is_reported_as_loading_with_retry_after(keys, tmp_path)
             "API_KEYS_FILE": keys.file,
             "SECRET_KEY": "s",
             "RATE_LIMIT": 0,
+            "WAKE_MAX_WAITING": 0,  # holding off: loading is reported at once (test_fe_wake holds)
         }
         with run_frontend(settings, tmp_path / "frontend.log") as frontend:
             seen = []

@@ -96,6 +96,7 @@ def test_model_outage_gives_a_clear_retryable_error_and_loses_no_history(keys, t
             "API_KEYS_FILE": keys.file,
             "SECRET_KEY": "s",
             "READY_CACHE_S": 0,
+            "WAKE_MAX_WAITING": 0,  # holding off: a model that is down fails at once (test_fe_wake holds)
         }
         with (
             run_frontend(settings, tmp_path / "frontend.log") as frontend,
