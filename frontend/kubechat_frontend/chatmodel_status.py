@@ -24,8 +24,14 @@ IN_CLUSTER_SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 GROUP, VERSION, PLURAL = "kubechat.dev", "v1alpha1", "chatmodels"
 
 
+# What `ChatModelStatus.get` answers for a ChatModel the apiserver says does not exist (deleted, or never
+# made): requests held for it fail at once instead of waiting out the wake timeout.
+DELETED: dict[str, Any] = {"deleted": True}
+
+
 class ChatModelStatus:
-    """GET one ChatModel's status; None (logged, once per kind of failure) when the apiserver cannot say."""
+    """GET one ChatModel's status; None (logged, once per kind of failure) when the apiserver cannot say,
+    `DELETED` when it says there is no such ChatModel."""
 
     def __init__(self, api_url: str, sa_dir: str, namespace: str = "") -> None:
         self._sa_dir = Path(sa_dir)
@@ -56,6 +62,8 @@ class ChatModelStatus:
             # Read per request: projected service-account tokens are rotated by the kubelet.
             token = (self._sa_dir / "token").read_text().strip()
             response = self._http.get(path, headers={"Authorization": f"Bearer {token}"})
+            if _not_found(response, name):
+                return DELETED
             response.raise_for_status()
             chatmodel = response.json()
         except (OSError, httpx.HTTPError, ValueError) as error:
@@ -69,3 +77,15 @@ class ChatModelStatus:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _not_found(response: httpx.Response, name: str) -> bool:
+    """The apiserver's own NotFound Status for this ChatModel; not a 404 of something else on the way (a
+    proxy's, or the apiserver's plain "404 page not found" when the CRD is not installed)."""
+    if response.status_code != 404:
+        return False
+    try:
+        status = response.json()
+        return status.get("reason") == "NotFound" and (status.get("details") or {}).get("name") == name
+    except (ValueError, AttributeError):
+        return False

@@ -177,6 +177,17 @@ def sse(event: dict[str, Any]) -> str:
     return f"data: {json.dumps(event)}\n\n"
 
 
+def error_event(error: ApiError) -> dict[str, Any]:
+    """A stream's `error` event: the JSON error's message and code, under the event's own `type` (the error's
+    `type` field, invalid_request_error or server_error, would otherwise hide that it is an error)."""
+    return {
+        **error.to_dict()["error"],
+        "type": "error",
+        "status": error.status,
+        "retry_after": error.retry_after,
+    }
+
+
 def sse_response(turn: Turn, log: dict[str, Any]) -> Response:
     """The streamed answer as an HTTP response; the model's stream is released however the response ends."""
     response = Response(
@@ -213,7 +224,7 @@ def sse_events(turn: Turn, log: dict[str, Any]) -> Iterator[str]:
         yield sse({"type": "done"})
     except ApiError as error:
         log["stream_error"] = error.code
-        yield sse({"type": "error", "status": error.status, **error.to_dict()["error"]})
+        yield sse(error_event(error))
     finally:
         metrics.OPEN_STREAMS.dec()
         events.close()  # at once, not when garbage is collected: a stopped answer is saved right away

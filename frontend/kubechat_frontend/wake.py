@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubechat_frontend import metrics
-from kubechat_frontend.chatmodel_status import ChatModelStatus
+from kubechat_frontend.chatmodel_status import DELETED, ChatModelStatus
 from kubechat_frontend.errors import ApiError
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ TIMED_OUT_RETRY_S = 10
 @dataclass(frozen=True)
 class Waking:
     """What a model that is not ready is doing: `phase` is one of asleep, scheduling, starting, downloading,
-    loading, warming, ready (the server is, its pod's readiness not yet), failed; `percent` only while
-    downloading."""
+    loading, warming, ready (the server is, its pod's readiness not yet), failed, deleted; `percent` only
+    while downloading."""
 
     phase: str
     message: str = ""
@@ -54,6 +54,8 @@ class Waking:
 def describe(chatmodel: dict[str, Any] | None, readiness: dict[str, Any] | None) -> Waking:
     """The waking state from the ChatModel the apiserver shows (`{spec, status}`, None when unknown) and the
     model server's readiness answer (None when nothing answered)."""
+    if chatmodel is DELETED:
+        return Waking("deleted", "Its ChatModel does not exist (it was deleted).", final=True)
     if chatmodel is not None:
         spec, status = chatmodel["spec"], chatmodel["status"]
         pods = (status.get("loadProgress") or {}).get("pods") or []
@@ -198,6 +200,14 @@ class Hold:
         if waking is None:  # the caller saw it fail: a look from before that does not count
             waking = self._room.states.current(self.model, fresh=True)
         while waking is not None:
+            if waking.phase == "deleted":
+                # Like OpenAI's answer for a model that does not exist: not found, and no point retrying.
+                raise ApiError(
+                    404,
+                    f"The model {self.model!r} was deleted: its ChatModel no longer exists. Choose another "
+                    "model, or ask the cluster's operator to create it again.",
+                    "model_deleted",
+                )
             if waking.final:
                 raise ApiError(
                     503,

@@ -43,8 +43,7 @@ def _wake_then_answer(
         turn = start_turn()
     except ApiError as error:
         log["stream_error"] = error.code
-        event = {"type": "error", "status": error.status, **error.to_dict()["error"]}
-        yield conversations.sse({**event, "retry_after": error.retry_after})
+        yield conversations.sse(conversations.error_event(error))
         return
     try:
         yield from conversations.sse_events(turn, log)

@@ -124,3 +124,40 @@ def test_the_page_shows_the_chatmodels_progress_read_with_the_frontends_own_read
         assert not [
             e for e in rest[kinds.index("meta") :] if e["type"] == "waking"
         ]  # waking, then the answer
+
+
+def test_a_request_for_a_deleted_chatmodel_fails_at_once_with_404_naming_it(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    plane = control_plane
+    plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    plane.kubectl("wait", "--for=condition=Established", "crd/chatmodels.kubechat.dev", "--timeout=60s")
+    _, sa_dir = reader_account(plane, namespace, tmp_path)
+    apply(plane, namespace, {
+        "apiVersion": "kubechat.dev/v1alpha1", "kind": "ChatModel",
+        "metadata": {"name": MODEL}, "spec": {"model": {"id": "tiny/llama"}, "replicas": 0},
+    })  # fmt: skip
+    plane.kubectl("-n", namespace, "delete", "chatmodel", MODEL, "--wait=true")
+    settings = {
+        "STORE": f"sqlite:///{tmp_path}/history.db",
+        # The frontend still offers it (its ChatFrontend was not changed); nothing serves it any more.
+        "MODELS": [{"name": MODEL, "url": f"http://127.0.0.1:{free_port()}"}],
+        "SECRET_KEY": "test-secret",
+        "KUBE_API": plane.server,
+        "SA_DIR": str(sa_dir),
+        "WAKE_TIMEOUT_S": 600,  # far longer than the test may take: only the apiserver's answer ends it
+    }
+    with (
+        run_frontend(settings, tmp_path / "frontend.log", workers=None) as frontend,
+        httpx.Client(base_url=frontend.url, timeout=60) as client,
+    ):
+        api = client.post("/api/chat", json={"message": "Hello?"})
+        openai = client.post(
+            "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}
+        )
+        page = list(page_events(client, "Anyone there?"))
+    for answer in (api, openai):
+        assert answer.status_code == 404, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "model_deleted" and repr(MODEL) in error["message"], error
+    assert [e["type"] for e in page] == ["error"] and page[0]["code"] == "model_deleted", page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kubechat_frontend.chatmodel_status import DELETED
 from kubechat_frontend.wake import Waking, describe
 
 
@@ -40,3 +41,8 @@ def test_without_an_apiserver_the_model_servers_own_load_report_is_used() -> Non
     readiness = {"status": "loading", "load": {"stage": "warming", "message": "first generation"}}
     assert describe(None, readiness) == Waking("warming", "first generation")
     assert describe(None, None).phase == "starting"  # nothing answered at all
+
+
+def test_a_deleted_chatmodel_is_final_so_nobody_waits_for_it() -> None:
+    waking = describe(DELETED, None)
+    assert (waking.phase, waking.final) == ("deleted", True)
