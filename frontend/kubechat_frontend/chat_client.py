@@ -33,7 +33,8 @@ class ChatClient:
         self.session_id = ""
 
     def stream(self, message: str) -> Iterator[dict[str, Any]]:
-        """The answer's events (`meta`, `delta`, `done`); `ChatError` for refusals and broken streams."""
+        """The answer's events (`waking` while the model wakes, then `meta`, `delta`, `done`); `ChatError`
+        for refusals and broken streams."""
         body: dict[str, Any] = {"message": message}
         if self.session_id:
             body["session_id"] = self.session_id

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.spinner import Spinner
 from rich.text import Text
 
 from kubechat_frontend.chat_client import ChatClient, ChatError
@@ -57,10 +58,32 @@ class LineReader:
         return input()
 
 
+# The page's words for a waking model's phases (static/chat.js, wakingPhases), so both say the same.
+WAKING_PHASES = {
+    "asleep": "The model is asleep; waking it up",
+    "scheduling": "Finding a place to run the model",
+    "starting": "Starting the model",
+    "downloading": "Downloading the model",
+    "loading": "Loading the model",
+    "warming": "Warming up the model",
+    "ready": "The model is ready; connecting",
+}
+
+
+def waking_line(event: dict[str, Any]) -> str:
+    """One `waking` event as the status line: the phase, the download's percent, the operator's words."""
+    phase = WAKING_PHASES.get(event.get("phase", ""), "Waking the model")
+    percent = event.get("percent")
+    shown = f" {round(percent)}%" if isinstance(percent, int | float) else ""
+    message = event.get("message")
+    return f"{phase}{shown}…" + (f" ({message})" if message else "")
+
+
 def print_answer(client: ChatClient, message: str, console: Console) -> None:
     """Stream one answer: rendered as markdown while it arrives on a terminal, plain text on a pipe; then the
-    pod/node badge (or the error, or `[stopped]` after Ctrl-C)."""
-    origin, text, badge = "", "", ""
+    pod/node badge (or the error, or `[stopped]` after Ctrl-C). While the model wakes, a terminal shows what
+    it is doing on one updating status line in the answer's place (a pipe gets each new phase once)."""
+    origin, text, badge, phase = "", "", "", ""
     live = (
         Live(console=console, refresh_per_second=8, vertical_overflow="ellipsis")
         if console.is_terminal
@@ -70,7 +93,14 @@ def print_answer(client: ChatClient, message: str, console: Console) -> None:
         if live:
             live.start()
         for event in client.stream(message):
-            if event["type"] == "meta":
+            if event["type"] == "waking":
+                if live:
+                    live.update(Spinner("dots", Text(waking_line(event), style="dim")))
+                elif event.get("phase") != phase:
+                    console.file.write(f"[{waking_line(event)}]\n")
+                    console.file.flush()
+                phase = event.get("phase", "")
+            elif event["type"] == "meta":
                 origin = f"{event.get('pod') or '?'} · {event.get('node') or '?'}"
             elif event["type"] == "delta":
                 text += event["text"]

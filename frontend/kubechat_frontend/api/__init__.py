@@ -8,6 +8,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from kubechat_frontend import budgets, conversations, ratelimit
 from kubechat_frontend.auth import Identity, presented_key
+from kubechat_frontend.chat import waking
 from kubechat_frontend.errors import ApiError
 from kubechat_frontend.logs import log_fields
 from kubechat_frontend.services import services
@@ -56,6 +57,12 @@ def owned_conversation(session_id: str) -> Conversation:
 
 def turn_from_request(*, stream: bool) -> conversations.Turn:
     """Validate the chat request, find or start its session, and start asking the model."""
+    conversation, text = conversation_from_request()
+    return conversations.Turn(services(), conversation, text, stream=stream)
+
+
+def conversation_from_request() -> tuple[Conversation, str]:
+    """Validate the chat request (and the caller's token budget); its session, found or started, and text."""
     svc = services()
     meter_tokens()
     body = json_body()
@@ -70,7 +77,7 @@ def turn_from_request(*, stream: bool) -> conversations.Turn:
         conversation = conversations.start(svc, g.identity.id, body.get("model"), body.get("persona"))
         log_fields()["session"] = conversation.id
     log_fields()["model"] = conversation.model
-    return conversations.Turn(svc, conversation, text, stream=stream)
+    return conversation, text
 
 
 @bp.post("/api/chat")
@@ -90,8 +97,13 @@ def chat() -> Response:
 
 @bp.post("/api/chat/stream")
 def chat_stream() -> Response:
-    turn = turn_from_request(stream=True)
-    return conversations.sse_response(turn, log_fields())
+    """As the page's send: `waking` events first while the model has no ready pod (the terminal client shows
+    them), then the answer's."""
+    conversation, text = conversation_from_request()
+    svc = services()
+    return waking.answer(
+        svc, conversation.model, lambda: conversations.Turn(svc, conversation, text), log_fields()
+    )
 
 
 @bp.get("/api/sessions/<session_id>")

@@ -1,6 +1,6 @@
-"""The page's answer while its model wakes: `waking` events with what the model is doing (phase, download
-%), then the answer streamed in the same response, so the user sees one message go from "waking" to the
-answer without a reload."""
+"""The page's (and `/api/chat/stream`'s) answer while its model wakes: `waking` events with what the model
+is doing (phase, download %), then the answer streamed in the same response, so the user sees one message go
+from "waking" to the answer without a reload."""
 
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ import pytest
 from tests.support.controlplane import REPO_ROOT
 from tests.support.fake_upstream import hostile_model
 from tests.support.frontend import run_frontend
-from tests.support.procs import python_env
+from tests.support.model_server import running_model_server
+from tests.support.procs import free_port, python_env
+from tests.support.tiny_models import tiny_model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +119,29 @@ def test_terminal_chat_renders_the_answer_as_markdown(tmp_path):
     assert "**bold**" not in shown and "```" not in shown
     assert f"{BOLD}bold" in shown
     assert "print" in shown and "'hi'" in shown
+
+
+def test_terminal_chat_shows_what_a_waking_model_does_then_its_answer(tmp_path):
+    model_port = free_port()
+    settings = {"STORE": f"sqlite:///{tmp_path}/history.db", "SECRET_KEY": "test-secret",
+                "MODELS": [{"name": "llama", "url": f"http://127.0.0.1:{model_port}"}],
+                "RATE_LIMIT": 10_000, "KUBE_API": "off"}  # fmt: skip
+    with run_frontend(settings, tmp_path / "frontend.log") as frontend:
+        chat = spawn_chat(frontend.url, api_key="")
+        try:
+            chat.expect_exact(PROMPT)
+            chat.sendline("Are you awake?")
+            # Nothing listens on the model's port: the frontend holds the request and says so, every second.
+            chat.expect_exact("Starting the model… (Waiting for the model server to come up.)")
+            env = {"KUBECHAT_SERVED_MODEL_NAME": "llama", "KUBECHAT_MAX_NEW_TOKENS": "12"}
+            with running_model_server(tiny_model_dir("llama"), env=env, port=model_port, wait=False):
+                chat.expect(r"\[\S+ · \S+\]")  # the answer came, with its pod and node
+                chat.expect_exact(PROMPT)
+            chat.sendeof()
+            chat.expect(pexpect.EOF)
+        finally:
+            chat.close(force=True)
+    assert chat.exitstatus == 0
 
 
 @pytest.fixture
