@@ -21,7 +21,7 @@ from typing import Any
 from flask import g, has_request_context
 
 from kubechat_frontend.errors import ApiError
-from kubechat_frontend.http_pool import UpstreamResponse
+from kubechat_frontend.http_pool import UpstreamResponse, WholeBody
 from kubechat_frontend.store import Store
 from kubechat_frontend.upstream import ModelClient
 
@@ -84,7 +84,7 @@ class MeteredModelClient(ModelClient):
         return MeteredResponse(response, meter, hide_usage)  # type: ignore[return-value]
 
 
-class MeteredResponse:
+class MeteredResponse(WholeBody):
     """An `UpstreamResponse` that charges the reported usage as it is read (once)."""
 
     def __init__(self, response: UpstreamResponse, meter: TokenMeter, hide_usage: bool) -> None:
@@ -141,13 +141,6 @@ class MeteredResponse:
         if isinstance(completion, dict):
             self._charge(completion.get("usage"))
         return body
-
-    @property
-    def text(self) -> str:
-        return self.read().decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        return json.loads(self.read())
 
     def close(self) -> None:
         self._response.close()

@@ -39,7 +39,22 @@ class _Connection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class UpstreamResponse:
+class WholeBody:
+    """`text` and `json()` of a response's whole body, from the `read()` its class defines (the pool's own
+    responses, and the budgets' metered ones that wrap them)."""
+
+    def read(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def text(self) -> str:
+        return self.read().decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.read())
+
+
+class UpstreamResponse(WholeBody):
     """A response being read; `close()` gives its connection back to the pool if it can be reused."""
 
     def __init__(
@@ -71,13 +86,6 @@ class UpstreamResponse:
         if self._body is None:
             self._body = self._response.read()
         return self._body
-
-    @property
-    def text(self) -> str:
-        return self.read().decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        return json.loads(self.read())
 
     def close(self) -> None:
         """Idempotent: the connection goes back to the pool (or is closed) exactly once."""
