@@ -248,6 +248,13 @@ class Wake(_Spec):
     max_waiting: int = 32
 
 
+class TokenBudget(_Spec):
+    """The default token budget per API key (docs/frontend.md, "Token budgets"); 0 tokens: none."""
+
+    tokens: int = 0
+    period_seconds: int = 86400
+
+
 class ChatFrontendSpec(PodSettings):
     models: list[ModelRef]
     title: str = "kubechat"
@@ -267,6 +274,7 @@ class ChatFrontendSpec(PodSettings):
     trusted_proxies: int | None = None
     autoscaling: Autoscaling | None = None
     wake: Wake = Wake()
+    token_budget: TokenBudget = TokenBudget()
 
     @property
     def ingress_enabled(self) -> bool:

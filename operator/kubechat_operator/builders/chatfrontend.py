@@ -107,6 +107,8 @@ def frontend_env(owner: Resource, spec: ChatFrontendSpec) -> dict[str, str]:
         "KUBECHAT_FRONTEND_TRUSTED_PROXIES": str(spec.proxy_hops),
         "KUBECHAT_FRONTEND_WAKE_TIMEOUT_S": str(spec.wake.timeout_seconds),
         "KUBECHAT_FRONTEND_WAKE_MAX_WAITING": str(spec.wake.max_waiting),
+        "KUBECHAT_FRONTEND_TOKEN_BUDGET": str(spec.token_budget.tokens),
+        "KUBECHAT_FRONTEND_TOKEN_BUDGET_PERIOD_S": str(spec.token_budget.period_seconds),
     }
     if spec.api_keys_secret_ref:
         env["KUBECHAT_FRONTEND_API_KEYS_FILE"] = f"{API_KEYS_DIR}/keys"

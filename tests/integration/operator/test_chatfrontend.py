@@ -117,3 +117,22 @@ def test_sqlite_history_with_more_than_one_pod_is_refused_at_apply(
     assert "replicas > 1 or autoscaling needs store.url postgresql" in refused.stderr
     frontend["spec"]["store"] = {"url": "postgresql://chat@pg/chat"}
     assert kubectl("apply", "-f", "-", input=json.dumps(frontend), check=False).returncode == 0
+
+
+def test_a_token_budget_gets_its_defaults_and_a_period_under_a_minute_is_refused_at_apply(
+    kubectl: Kubectl,
+) -> None:
+    frontend = {
+        "apiVersion": "kubechat.dev/v1alpha1",
+        "kind": "ChatFrontend",
+        "metadata": {"name": "budgeted"},
+        "spec": {"models": [{"name": "godel"}], "tokenBudget": {"tokens": 1000, "periodSeconds": 30}},
+    }
+    refused = kubectl("apply", "-f", "-", input=json.dumps(frontend), check=False)
+    assert refused.returncode != 0 and "spec.tokenBudget.periodSeconds" in refused.stderr, refused.stderr
+    frontend["spec"]["tokenBudget"] = {"tokens": 1000}
+    kubectl("apply", "-f", "-", input=json.dumps(frontend))
+    assert kubectl.get("chatfrontend", "budgeted")["spec"]["tokenBudget"] == {
+        "tokens": 1000,
+        "periodSeconds": 86400,
+    }
