@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,6 +41,19 @@ def spawn_chat(target: str, *args: str, api_key: str, **env: str) -> pexpect.spa
     return pexpect.spawn(
         command[0], command[1:], env=env, encoding="utf-8", timeout=120, dimensions=(40, 120)
     )
+
+
+@contextmanager
+def chatting(target: str, *args: str, api_key: str = "") -> Iterator[pexpect.spawn]:
+    """A terminal chat at its first prompt; on leaving, Ctrl-D ends it (it must exit) and it is closed."""
+    chat = spawn_chat(target, *args, api_key=api_key)
+    try:
+        chat.expect_exact(PROMPT)
+        yield chat
+        chat.sendeof()
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close(force=True)
 
 
 def test_terminal_chat_streams_answers_with_the_pod_and_keeps_the_session(gateway, model_server):
@@ -103,18 +118,11 @@ def test_terminal_chat_renders_the_answer_as_markdown(tmp_path):
     with hostile_model(answer, pod="md-pod", node="md-node") as upstream:
         settings = {"STORE": f"sqlite:///{tmp_path}/history.db", "MODELS": [{"name": "md", "url": upstream}],
                     "SECRET_KEY": "test-secret", "RATE_LIMIT": 10_000}  # fmt: skip
-        with run_frontend(settings, tmp_path / "frontend.log") as frontend:
-            chat = spawn_chat(frontend.url, api_key="")
-            try:
-                chat.expect_exact(PROMPT)
-                chat.sendline("show me")
-                chat.expect_exact("[md-pod · md-node]")
-                shown = chat.before
-                chat.expect_exact(PROMPT)
-                chat.sendeof()
-                chat.expect(pexpect.EOF)
-            finally:
-                chat.close(force=True)
+        with run_frontend(settings, tmp_path / "frontend.log") as frontend, chatting(frontend.url) as chat:
+            chat.sendline("show me")
+            chat.expect_exact("[md-pod · md-node]")
+            shown = chat.before
+            chat.expect_exact(PROMPT)
     # Rendered, not raw: emphasis is a bold escape without its asterisks, the fence is gone, the code stays.
     assert "**bold**" not in shown and "```" not in shown
     assert f"{BOLD}bold" in shown
@@ -126,21 +134,14 @@ def test_terminal_chat_shows_what_a_waking_model_does_then_its_answer(tmp_path):
     settings = {"STORE": f"sqlite:///{tmp_path}/history.db", "SECRET_KEY": "test-secret",
                 "MODELS": [{"name": "llama", "url": f"http://127.0.0.1:{model_port}"}],
                 "RATE_LIMIT": 10_000, "KUBE_API": "off"}  # fmt: skip
-    with run_frontend(settings, tmp_path / "frontend.log") as frontend:
-        chat = spawn_chat(frontend.url, api_key="")
-        try:
+    with run_frontend(settings, tmp_path / "frontend.log") as frontend, chatting(frontend.url) as chat:
+        chat.sendline("Are you awake?")
+        # Nothing listens on the model's port: the frontend holds the request and says so, every second.
+        chat.expect_exact("Starting the model… (Waiting for the model server to come up.)")
+        env = {"KUBECHAT_SERVED_MODEL_NAME": "llama", "KUBECHAT_MAX_NEW_TOKENS": "12"}
+        with running_model_server(tiny_model_dir("llama"), env=env, port=model_port, wait=False):
+            chat.expect(r"\[\S+ · \S+\]")  # the answer came, with its pod and node
             chat.expect_exact(PROMPT)
-            chat.sendline("Are you awake?")
-            # Nothing listens on the model's port: the frontend holds the request and says so, every second.
-            chat.expect_exact("Starting the model… (Waiting for the model server to come up.)")
-            env = {"KUBECHAT_SERVED_MODEL_NAME": "llama", "KUBECHAT_MAX_NEW_TOKENS": "12"}
-            with running_model_server(tiny_model_dir("llama"), env=env, port=model_port, wait=False):
-                chat.expect(r"\[\S+ · \S+\]")  # the answer came, with its pod and node
-                chat.expect_exact(PROMPT)
-            chat.sendeof()
-            chat.expect(pexpect.EOF)
-        finally:
-            chat.close(force=True)
     assert chat.exitstatus == 0
 
 

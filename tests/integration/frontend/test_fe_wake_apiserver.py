@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +55,32 @@ def reader_account(plane: ControlPlane, namespace: str, directory: Path) -> tupl
     return account, sa_dir
 
 
+def install_crds(plane: ControlPlane) -> None:
+    plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    plane.kubectl("wait", "--for=condition=Established", "crd/chatmodels.kubechat.dev", "--timeout=60s")
+
+
+def apply_asleep_chatmodel(plane: ControlPlane, namespace: str) -> None:
+    apply(plane, namespace, {
+        "apiVersion": "kubechat.dev/v1alpha1", "kind": "ChatModel",
+        "metadata": {"name": MODEL}, "spec": {"model": {"id": "tiny/llama"}, "replicas": 0},
+    })  # fmt: skip
+
+
+def frontend_settings(
+    plane: ControlPlane, tmp_path: Path, sa_dir: Path, model_port: int, **more: Any
+) -> dict:
+    """A frontend that reads ChatModels from the real apiserver with the reader account's token."""
+    return {
+        "STORE": f"sqlite:///{tmp_path}/history.db",
+        "MODELS": [{"name": MODEL, "url": f"http://127.0.0.1:{model_port}"}],
+        "SECRET_KEY": "test-secret",
+        "KUBE_API": plane.server,
+        "SA_DIR": str(sa_dir),
+        **more,
+    }
+
+
 def can_i(plane: ControlPlane, namespace: str, account: str, *what: str) -> bool:
     subject = f"--as=system:serviceaccount:{namespace}:{account}"
     answer = plane.kubectl("auth", "can-i", *what, "-n", namespace, subject, check=False).stdout.strip()
@@ -75,25 +102,15 @@ def test_the_page_shows_the_chatmodels_progress_read_with_the_frontends_own_read
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     plane = control_plane
-    plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    plane.kubectl("wait", "--for=condition=Established", "crd/chatmodels.kubechat.dev", "--timeout=60s")
+    install_crds(plane)
     account, sa_dir = reader_account(plane, namespace, tmp_path)
     assert can_i(plane, namespace, account, "get", "chatmodels.kubechat.dev")
     for forbidden in (("patch", "chatmodels.kubechat.dev"), ("get", "secrets"), ("list", "pods")):
         assert not can_i(plane, namespace, account, *forbidden), forbidden
 
-    apply(plane, namespace, {
-        "apiVersion": "kubechat.dev/v1alpha1", "kind": "ChatModel",
-        "metadata": {"name": MODEL}, "spec": {"model": {"id": "tiny/llama"}, "replicas": 0},
-    })  # fmt: skip
+    apply_asleep_chatmodel(plane, namespace)
     model_port = free_port()
-    settings = {
-        "STORE": f"sqlite:///{tmp_path}/history.db",
-        "MODELS": [{"name": MODEL, "url": f"http://127.0.0.1:{model_port}"}],
-        "SECRET_KEY": "test-secret",
-        "KUBE_API": plane.server,
-        "SA_DIR": str(sa_dir),
-    }
+    settings = frontend_settings(plane, tmp_path, sa_dir, model_port)
     with (
         run_frontend(settings, tmp_path / "frontend.log", workers=None) as frontend,
         httpx.Client(base_url=frontend.url, timeout=120) as client,
@@ -130,23 +147,13 @@ def test_a_request_for_a_deleted_chatmodel_fails_at_once_with_404_naming_it(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     plane = control_plane
-    plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    plane.kubectl("wait", "--for=condition=Established", "crd/chatmodels.kubechat.dev", "--timeout=60s")
+    install_crds(plane)
     _, sa_dir = reader_account(plane, namespace, tmp_path)
-    apply(plane, namespace, {
-        "apiVersion": "kubechat.dev/v1alpha1", "kind": "ChatModel",
-        "metadata": {"name": MODEL}, "spec": {"model": {"id": "tiny/llama"}, "replicas": 0},
-    })  # fmt: skip
+    apply_asleep_chatmodel(plane, namespace)
     plane.kubectl("-n", namespace, "delete", "chatmodel", MODEL, "--wait=true")
-    settings = {
-        "STORE": f"sqlite:///{tmp_path}/history.db",
-        # The frontend still offers it (its ChatFrontend was not changed); nothing serves it any more.
-        "MODELS": [{"name": MODEL, "url": f"http://127.0.0.1:{free_port()}"}],
-        "SECRET_KEY": "test-secret",
-        "KUBE_API": plane.server,
-        "SA_DIR": str(sa_dir),
-        "WAKE_TIMEOUT_S": 600,  # far longer than the test may take: only the apiserver's answer ends it
-    }
+    # The frontend still offers it (its ChatFrontend was not changed); nothing serves it any more. The wait
+    # could be far longer than the test may take: only the apiserver's answer can end it in time.
+    settings = frontend_settings(plane, tmp_path, sa_dir, free_port(), WAKE_TIMEOUT_S=600)
     with (
         run_frontend(settings, tmp_path / "frontend.log", workers=None) as frontend,
         httpx.Client(base_url=frontend.url, timeout=60) as client,
