@@ -4,6 +4,7 @@ server)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -74,7 +75,8 @@ def waking_line(event: dict[str, Any]) -> str:
     """One `waking` event as the status line: the phase, the download's percent, the operator's words."""
     phase = WAKING_PHASES.get(event.get("phase", ""), "Waking the model")
     percent = event.get("percent")
-    shown = f" {round(percent)}%" if isinstance(percent, int | float) else ""
+    # Halves up, as the page's Math.round (Python's round() would show 40.5 as 40 there and 41 here).
+    shown = f" {math.floor(percent + 0.5)}%" if isinstance(percent, int | float) else ""
     message = event.get("message")
     return f"{phase}{shown}…" + (f" ({message})" if message else "")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kubechat_frontend.chatmodel_status import DELETED
+from kubechat_frontend.cli import waking_line
 from kubechat_frontend.wake import Waking, describe
 
 
@@ -46,3 +47,9 @@ def test_without_an_apiserver_the_model_servers_own_load_report_is_used() -> Non
 def test_a_deleted_chatmodel_is_final_so_nobody_waits_for_it() -> None:
     waking = describe(DELETED, None)
     assert (waking.phase, waking.final) == ("deleted", True)
+
+
+def test_the_terminal_client_says_a_waking_phase_as_the_page_does_with_percent_and_message() -> None:
+    event = {"type": "waking", "phase": "downloading", "percent": 40.5, "message": "model.safetensors"}
+    assert waking_line(event) == "Downloading the model 41%… (model.safetensors)"
+    assert waking_line({"type": "waking", "phase": "something new"}) == "Waking the model…"
