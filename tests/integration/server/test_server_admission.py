@@ -27,7 +27,9 @@ def metric(server: RunningServer, name: str, labels: str = "") -> float:
     return float(found.group(1)) if found else 0.0
 
 
-ONE_SLOT = ["--max-batch-size", "1", "--max-queue", "4", "--request-timeout-s", "2"]
+# A deadline well inside the first long answer: the tiny model writes its 1,500 tokens in ~3 s here, and a
+# deadline of 2 s (as before) let a quiet machine finish it and prefill the second prompt after all.
+ONE_SLOT = ["--max-batch-size", "1", "--max-queue", "4", "--request-timeout-s", "0.75"]
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +112,6 @@ def test_requests_that_expire_in_the_queue_are_answered_without_a_prefill(one_sl
         timeout=60,
     )
     assert response.status_code == 504, response.text
-    # The engine drops the second after the 504 is written, as it frees the slot: wait for it a moment.
-    deadline = time.monotonic() + 10
-    while dropped_unprefilled(one_slot_server) < dropped + 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert dropped_unprefilled(one_slot_server) == dropped + 1
+    # At least the second (on a machine slow enough, the first too can expire before its prefill).
+    assert dropped_unprefilled(one_slot_server) >= dropped + 1
     assert requests.get(f"{one_slot_server.url}/readyz", timeout=5).status_code == 200
