@@ -243,16 +243,21 @@ class ModelClient:
 
     def readiness(self, model: str) -> tuple[bool, dict[str, Any] | None]:
         """Whether the model's server is ready, and its readiness answer (load progress); None when nothing
-        answered."""
+        answered. A model this frontend no longer offers is the 409 that names it, before anything waits."""
+        pool = self._pools.get(model)
+        if pool is None:
+            raise model_removed(model)
         try:
-            status, body = self._pools[model].get("/readyz", timeout=2.0)
+            status, body = pool.get("/readyz", timeout=2.0)
         except TransportError:
             return False, None
         try:
             answer = json.loads(body)
         except ValueError:
             answer = None
-        return status == 200, answer if isinstance(answer, dict) else None
+        # kubechat's server answers 503 while it loads or drains; another OpenAI-compatible server may have no
+        # /readyz at all (a 404): only "unavailable" answers mean "not ready"; such a server is not waited on.
+        return status not in (502, 503, 504), answer if isinstance(answer, dict) else None
 
     def close(self) -> None:
         for pool in self._pools.values():
