@@ -156,14 +156,14 @@ def deploy(plane: ControlPlane, namespace: str, volumes: Path, documents: list[d
     return made
 
 
-def chat(port: int, message: str) -> dict[str, Any]:
+def chat(port: int, message: str, timeout: float = 120) -> dict[str, Any]:
     """One chat through the frontend's JSON API on 127.0.0.1:`port`."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/chat",
         data=json.dumps({"message": message}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=120) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.load(response)
 
 
