@@ -21,6 +21,7 @@ from kubechat_operator.builders.common import (
     pod_placement,
     pod_security_context,
     resource_block,
+    role_binding,
     secret_env,
     selector_labels,
     service,
@@ -171,14 +172,7 @@ def build_role(owner: Resource) -> Manifest:
 
 
 def build_role_binding(owner: Resource) -> Manifest:
-    name = service_account_name(owner.name)
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": metadata(owner, name, COMPONENT),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
-    }
+    return role_binding(owner, service_account_name(owner.name), COMPONENT)
 
 
 def shared_cache(spec: ChatModelSpec) -> bool:

@@ -68,6 +68,17 @@ def metadata(owner: Resource, name: str, component: str) -> Manifest:
     }
 
 
+def role_binding(owner: Resource, name: str, component: str) -> Manifest:
+    """Binds the owner's Role `name` to its ServiceAccount of the same name."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(owner, name, component),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
+    }
+
+
 def env_config_map(owner: Resource, name: str, component: str, env: dict[str, str]) -> Manifest:
     """A ConfigMap whose keys are a container's environment variables (loaded with ``envFrom``)."""
     return {
