@@ -244,7 +244,8 @@
       renderMarkdown(bubble, answerText);
       answer.classList.remove("pending");
       answer.classList.add("done");
-      announce(answerText);
+      // what the reader sees, not the markdown source: "*Sunning*" is heard as "Sunning"
+      announce(bubble.innerText);
       conversationSaved();
     } catch (error) {
       cancelAnimationFrame(frame);
