@@ -106,9 +106,22 @@ def example_documents(history_on_claim: bool = False) -> list[dict[str, Any]]:
 def host_volume(plane: ControlPlane, directory: Path, namespace: str, claim: str, access_mode: str) -> str:
     """A hostPath PersistentVolume (a directory the pods' user owns) bound ahead to `namespace`/`claim`; no
     storage provisioner runs here. Returns the volume's name (it outlives the claim: Retain)."""
+    give_to_pods(directory)
+    return host_path_volume(plane, directory, namespace, claim, access_mode)
+
+
+def give_to_pods(directory: Path) -> None:
+    """`directory` (made when missing) and all in it owned by the pods' user."""
     directory.mkdir(parents=True, exist_ok=True)
     for path in [directory, *directory.rglob("*")]:
         shutil.chown(path, POD_USER, POD_USER)
+
+
+def host_path_volume(
+    plane: ControlPlane, directory: Path, namespace: str, claim: str, access_mode: str
+) -> str:
+    """The PersistentVolume alone: `type: Directory`, so the kubelet refuses to mount it (FailedMount,
+    "hostPath type check failed") while `directory` does not exist on the node."""
     name = f"{namespace}-{claim}"
     volume = {
         "apiVersion": "v1",

@@ -23,7 +23,7 @@ from kubechat_operator.handlers.chatmodel import reconcile_chatmodel
 from kubechat_operator.kube import Kube
 from kubechat_operator.metrics import CHILD_EVENTS, QUEUE_BUSY
 from kubechat_operator.reconciler import Runtime, run_reconcile
-from kubechat_operator.workqueue import Key, ReconcileQueue, Trigger
+from kubechat_operator.workqueue import Key, ReconcileQueue, Requeue, Trigger
 
 RECONCILERS = {"ChatModel": reconcile_chatmodel, "ChatFrontend": reconcile_chatfrontend}
 # (group, version, plural, kind) of every kind of child the operator creates.
@@ -74,7 +74,7 @@ async def stop_autoscaler(memo: kopf.Memo, **_: Any) -> None:
         await memo.autoscaler_task
 
 
-def _work(runtime: Runtime, key: Key, trigger: Trigger) -> float | None:
+def _work(runtime: Runtime, key: Key, trigger: Trigger) -> Requeue | None:
     return run_reconcile(runtime, key, trigger, RECONCILERS[key[0]])
 
 

@@ -10,6 +10,7 @@ from kubechat_operator.status import Blocker, Observed
 
 MAX_STUCK_PODS_READ = 3
 VOLUME_EVENT_REASONS = ("FailedMount", "FailedAttachVolume")
+KUBELET_MOUNT_SUMMARY = "Unable to attach or mount volumes"
 
 
 def _config_map_blocker(kube: Kube, namespace: str, ref: ConfigMapKeyRef, field: str) -> Blocker | None:
@@ -60,37 +61,62 @@ def observe_workload(
         if any(r.get("controller") and r.get("uid") == progress_config_map[1] for r in refs):
             progress = config_map.get("data") or {}
     pods = kube.list("Pod", namespace, label_selector=selector)
+    creating = creating_pods(pods)
     return Observed(
         desired=desired,
         deployment=kube.get("Deployment", namespace, name),
         pods=pods,
         progress=progress,
-        volume_events=_volume_events(kube, namespace, pods),
+        creating=creating,
+        volume_events=_volume_events(kube, namespace, creating[:MAX_STUCK_PODS_READ]),
     )
 
 
-def _volume_events(kube: Kube, namespace: str, pods: list[Manifest]) -> dict[str, Manifest]:
-    """The latest volume Warning (FailedMount, FailedAttachVolume such as Multi-Attach) of each pod stuck
-    between scheduling and running: the pod's own status only says ContainerCreating, the reason is an Event.
-    Read only for such pods (a few at most), so a healthy workload costs no Event reads."""
-    stuck = [
+def creating_pods(pods: list[Manifest]) -> list[str]:
+    """Pods placed on a node whose sandbox is not up yet (PodReadyToStartContainers is not True): the kubelet
+    is still mounting or attaching their volumes. The pod's own status only says ContainerCreating; why it
+    waits is in its Events, which no watch of ours sees."""
+    return [
         p["metadata"]["name"]
         for p in pods
         if (p.get("spec") or {}).get("nodeName")
         and (p.get("status") or {}).get("phase") == "Pending"
         and not p["metadata"].get("deletionTimestamp")
-    ][:MAX_STUCK_PODS_READ]
+        and not any(
+            c.get("type") == "PodReadyToStartContainers" and c.get("status") == "True"
+            for c in (p.get("status") or {}).get("conditions") or []
+        )
+    ]
+
+
+def _volume_events(kube: Kube, namespace: str, pods: list[str]) -> dict[str, Manifest]:
+    """The most telling volume Warning of each pod named (FailedMount, FailedAttachVolume such as
+    Multi-Attach). Read only for pods still creating (a few at most), so a healthy workload costs no reads."""
     found: dict[str, Manifest] = {}
-    for pod in stuck:
+    for pod in pods:
         events = kube.list(
             "Event",
             namespace,
             field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod},type=Warning",
         )
-        volume = [e for e in events if e.get("reason") in VOLUME_EVENT_REASONS]
-        if volume:
-            found[pod] = max(volume, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        event = telling_volume_event(events)
+        if event is not None:
+            found[pod] = event
     return found
+
+
+def telling_volume_event(events: list[Manifest]) -> Manifest | None:
+    """The latest volume Warning that names a cause. The kubelet's summary after its two-minute wait
+    ("Unable to attach or mount volumes: unmounted volumes=[cache] ...: timed out waiting for the
+    condition") names none, and it alternates with the per-volume Event that does ("MountVolume.SetUp failed
+    for volume ... : hostPath type check failed: ..."), so the summary is shown only when it is all there is.
+    """
+    volume = [e for e in events if e.get("reason") in VOLUME_EVENT_REASONS]
+    causes = [e for e in volume if not (e.get("message") or "").startswith(KUBELET_MOUNT_SUMMARY)]
+    candidates = causes or volume
+    if not candidates:
+        return None
+    return max(candidates, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
 
 
 def stale_progress_keys(observed: Observed) -> list[str]:

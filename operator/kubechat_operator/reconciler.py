@@ -22,7 +22,7 @@ from kubechat_operator.kube import Kube, Manifest
 from kubechat_operator.observe import PodStore
 from kubechat_operator.spec import Resource
 from kubechat_operator.status import Blocker, failure_status, transition_event, without_timestamps
-from kubechat_operator.workqueue import Key, Trigger
+from kubechat_operator.workqueue import Key, Requeue, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +46,30 @@ class Runtime:
     # (a missing ChatModel, a foreign object in the way) is rechecked sooner, up to once a minute.
     error_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=1.0, cap_s=300.0))
     wait_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=5.0, cap_s=60.0))
+    # Pods still creating (volumes not mounted) are looked at again as often: see Outcome.
+    creating_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=5.0, cap_s=60.0))
 
     def __post_init__(self) -> None:
         if self.events is None:
             self.events = EventRecorder(self.kube)
 
 
-Reconcile = Callable[[Runtime, Manifest, Trigger], Blocker | None]
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile leaves open: a blocker (in the status, retried with backoff), or pods still creating.
+    Why such a pod waits (a volume that does not mount, the kubelet's next attempt) is only in Events, which
+    change no object the operator watches, so the status is derived from the pods again after a delay."""
+
+    blocker: Blocker | None = None
+    pods_creating: bool = False
 
 
-def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Reconcile) -> float | None:
+Reconcile = Callable[[Runtime, Manifest, Trigger], Outcome]
+
+
+def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Reconcile) -> Requeue | None:
     """Fetch the resource and reconcile it; never raises. Returns when to run again: never when all is well,
-    else after the resource's next backoff delay (errors and waits back off separately)."""
+    else after the resource's next backoff delay (errors, waits and creating pods back off separately)."""
     kind, namespace, name = key
     started = time.perf_counter()
     metrics.RECONCILES.labels(kind).inc()
@@ -65,38 +77,44 @@ def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Recon
     try:
         body = runtime.kube.get(kind, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            blocker = None  # gone or going: ownerReferences let the garbage collector remove the children
+            outcome = (
+                Outcome()
+            )  # gone or going: ownerReferences let the garbage collector remove the children
         else:
             generation = body["metadata"].get("generation", 1)
             if (body.get("status") or {}).get("observedGeneration") != generation:
                 runtime.first_seen.setdefault((body["metadata"]["uid"], generation), time.monotonic())
-            blocker = reconcile(runtime, body, trigger)
+            outcome = reconcile(runtime, body, trigger)
     except ApiException as exc:
-        blocker = api_error_blocker(exc, f"reconciling {kind} {name}")
+        outcome = Outcome(api_error_blocker(exc, f"reconciling {kind} {name}"))
         if body is not None:
-            _report_failure(runtime, body, blocker)
+            _report_failure(runtime, body, outcome.blocker)
     except Exception:
         metrics.RECONCILE_ERRORS.labels(kind).inc()
         delay = runtime.error_backoff.next_delay(key)
         logger.exception("reconcile of %s %s/%s failed; retrying in %.0fs", kind, namespace, name, delay)
-        return delay
+        return Requeue(delay, Trigger(apply_all=True))
     finally:
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
-    return _retry_delay(runtime, key, blocker)
+    return _requeue(runtime, key, outcome)
 
 
-def _retry_delay(runtime: Runtime, key: Key, blocker: Blocker | None) -> float | None:
+def _requeue(runtime: Runtime, key: Key, outcome: Outcome) -> Requeue | None:
+    blocker = outcome.blocker
     if blocker is None:
         runtime.error_backoff.reset(key)
         runtime.wait_backoff.reset(key)
+        if outcome.pods_creating:
+            return Requeue(runtime.creating_backoff.next_delay(key), Trigger(observe=True))
+        runtime.creating_backoff.reset(key)
         return None
     if blocker.api_error:
         metrics.RECONCILE_ERRORS.labels(key[0]).inc()
         delay = runtime.error_backoff.next_delay(key)
         logger.warning("%s %s/%s: %s; retrying in %.0fs", *key, blocker.message, delay)
-        return delay
+        return Requeue(delay, Trigger(apply_all=True))
     runtime.error_backoff.reset(key)
-    return runtime.wait_backoff.next_delay(key)
+    return Requeue(runtime.wait_backoff.next_delay(key), Trigger(apply_all=True))
 
 
 def _report_failure(runtime: Runtime, body: Manifest, blocker: Blocker) -> None:

@@ -50,7 +50,9 @@ class Observed:
     deployment: Manifest | None = None
     pods: list[Manifest] = field(default_factory=list)
     progress: dict[str, str] = field(default_factory=dict)
-    # pod name -> its latest volume Warning Event (FailedMount, FailedAttachVolume), for pods stuck creating.
+    # Pods on a node whose volumes are not mounted yet (observe.creating_pods), and the most telling volume
+    # Warning Event (FailedMount, FailedAttachVolume) of the first few.
+    creating: list[str] = field(default_factory=list)
     volume_events: dict[str, Manifest] = field(default_factory=dict)
 
 

@@ -1,7 +1,8 @@
 """A per-resource work queue: bursts of watch events for one ChatModel collapse into one reconcile.
 
 Watch handlers only enqueue (cheap, non-blocking); reconciles run in a bounded thread pool, at most one at a
-time per resource, and may ask to be run again later (requeue), e.g. while waiting for a missing Secret.
+time per resource, and may ask to be run again later (requeue), e.g. while waiting for a missing ChatModel or
+for pods whose volumes do not mount.
 """
 
 from __future__ import annotations
@@ -43,7 +44,16 @@ class Trigger:
         return self.progress is not None and not (self.apply_all or self.children or self.observe)
 
 
-Worker = Callable[[Key, Trigger], float | None]
+@dataclass(frozen=True)
+class Requeue:
+    """A reconcile's wish to run again: after after_s, with trigger (apply_all after a refusal or a wait;
+    observe only to read the pods again)."""
+
+    after_s: float
+    trigger: Trigger
+
+
+Worker = Callable[[Key, Trigger], Requeue | None]
 
 
 class ReconcileQueue:
@@ -73,20 +83,20 @@ class ReconcileQueue:
                 await asyncio.sleep(self._delay_s)
                 trigger = self._pending.pop(key)
                 context = contextvars.copy_context()
-                requeue_after = await loop.run_in_executor(
-                    self._pool, context.run, self._worker, key, trigger
-                )
+                requeue = await loop.run_in_executor(self._pool, context.run, self._worker, key, trigger)
                 # At most one requeue per key: a newer reconcile's wish replaces an older one's.
                 if key in self._requeues:
                     self._requeues.pop(key).cancel()
-                if requeue_after is not None:
-                    self._requeues[key] = loop.call_later(requeue_after, self._requeue, key)
+                if requeue is not None:
+                    self._requeues[key] = loop.call_later(
+                        requeue.after_s, self._requeue, key, requeue.trigger
+                    )
         finally:
             del self._tasks[key]
 
-    def _requeue(self, key: Key) -> None:
+    def _requeue(self, key: Key, trigger: Trigger) -> None:
         self._requeues.pop(key, None)
-        self.enqueue(key, Trigger(apply_all=True))
+        self.enqueue(key, trigger)
 
     @property
     def busy(self) -> int:

@@ -16,9 +16,9 @@ from kubechat_operator.builders.common import selector_string, workload_name
 from kubechat_operator.builders.frontend_ingress import ingress_url
 from kubechat_operator.kube import Kube, Manifest
 from kubechat_operator.observe import frontend_blocker, observe_workload
-from kubechat_operator.reconciler import Runtime, now, read_spec, reconcile_children, write_status
+from kubechat_operator.reconciler import Outcome, Runtime, now, read_spec, reconcile_children, write_status
 from kubechat_operator.spec import ChatFrontendSpec, Resource
-from kubechat_operator.status import Blocker, set_condition, workload_status
+from kubechat_operator.status import set_condition, workload_status
 from kubechat_operator.workqueue import Trigger
 
 
@@ -54,7 +54,7 @@ def ensure_session_secret(kube: Kube, owner: Resource, spec: ChatFrontendSpec) -
             raise
 
 
-def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -> Blocker | None:
+def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -> Outcome:
     """Bring a ChatFrontend's children to the desired state and its status to what the cluster reports."""
     kube = runtime.kube
     owner = Resource.from_body(body)
@@ -93,4 +93,4 @@ def reconcile_chatfrontend(runtime: Runtime, body: Manifest, trigger: Trigger) -
     status["models"] = ",".join(m.name for m in spec.models) if spec else ""
     status["url"] = frontend_url(kube, owner, spec) if spec and blocker is None else ""
     write_status(runtime, body, status)
-    return blocker
+    return Outcome(blocker, bool(observed.creating))

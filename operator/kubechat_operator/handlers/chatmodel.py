@@ -13,16 +13,16 @@ from kubechat_operator.builders.common import selector_labels, selector_string
 from kubechat_operator.kube import Manifest
 from kubechat_operator.metrics import PROGRESS_REFRESHES
 from kubechat_operator.observe import model_blocker, observe_workload, stale_progress_keys
-from kubechat_operator.reconciler import Runtime, now, read_spec, reconcile_children, write_status
+from kubechat_operator.reconciler import Outcome, Runtime, now, read_spec, reconcile_children, write_status
 from kubechat_operator.spec import ChatModelSpec, Resource
-from kubechat_operator.status import Blocker, Observed, load_progress, workload_status
+from kubechat_operator.status import Observed, load_progress, workload_status
 from kubechat_operator.workqueue import Trigger
 
 
-def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> Blocker | None:
+def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> Outcome:
     """Bring a ChatModel's children to the desired state and its status to what the cluster reports."""
     if trigger.progress_only and refresh_load_progress(runtime, body, trigger.progress or {}):
-        return None
+        return Outcome()
     kube = runtime.kube
     owner = Resource.from_body(body)
     previous = body.get("status") or {}
@@ -51,7 +51,7 @@ def reconcile_chatmodel(runtime: Runtime, body: Manifest, trigger: Trigger) -> B
     if previous.get("autoscaling") and not (spec and spec.scales_on_requests):
         status["autoscaling"] = None  # the request autoscaler's view, stale once it no longer scales this
     write_status(runtime, body, status)
-    return blocker
+    return Outcome(blocker, bool(observed.creating))
 
 
 def refresh_load_progress(runtime: Runtime, body: Manifest, progress: dict[str, str]) -> bool:

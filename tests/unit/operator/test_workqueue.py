@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from kubechat_operator.workqueue import Key, ReconcileQueue, Trigger
+from kubechat_operator.workqueue import Key, ReconcileQueue, Requeue, Trigger
 
 A: Key = ("ChatModel", "ns", "a")
 B: Key = ("ChatModel", "ns", "b")
@@ -56,12 +56,12 @@ def test_one_resource_is_never_reconciled_twice_at_once() -> None:
     assert not any(overlaps)
 
 
-def test_a_requested_requeue_runs_again_with_apply_all() -> None:
+def test_a_requested_requeue_runs_again_with_its_trigger() -> None:
     calls: list[Trigger] = []
 
-    def worker(key: Key, trigger: Trigger) -> float | None:
+    def worker(key: Key, trigger: Trigger) -> Requeue | None:
         calls.append(trigger)
-        return 0.05 if len(calls) == 1 else None
+        return Requeue(0.05, Trigger(apply_all=True)) if len(calls) == 1 else None
 
     async def scenario() -> None:
         queue = ReconcileQueue(worker, delay_s=0.01)
