@@ -77,18 +77,18 @@ def run_reconcile(runtime: Runtime, key: Key, trigger: Trigger, reconcile: Recon
     try:
         body = runtime.kube.get(kind, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            outcome = (
-                Outcome()
-            )  # gone or going: ownerReferences let the garbage collector remove the children
+            # Gone or going: ownerReferences let the garbage collector remove the children.
+            outcome = Outcome()
         else:
             generation = body["metadata"].get("generation", 1)
             if (body.get("status") or {}).get("observedGeneration") != generation:
                 runtime.first_seen.setdefault((body["metadata"]["uid"], generation), time.monotonic())
             outcome = reconcile(runtime, body, trigger)
     except ApiException as exc:
-        outcome = Outcome(api_error_blocker(exc, f"reconciling {kind} {name}"))
+        blocker = api_error_blocker(exc, f"reconciling {kind} {name}")
+        outcome = Outcome(blocker)
         if body is not None:
-            _report_failure(runtime, body, outcome.blocker)
+            _report_failure(runtime, body, blocker)
     except Exception:
         metrics.RECONCILE_ERRORS.labels(kind).inc()
         delay = runtime.error_backoff.next_delay(key)
