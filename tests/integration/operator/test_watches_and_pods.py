@@ -85,23 +85,14 @@ def test_progress_reports_update_status_without_a_full_reconcile(
     assert operator.metric("kubechat_operator_progress_refreshes_total") >= refreshes + 3
 
 
-def test_a_pod_stuck_on_a_volume_reports_the_kubelets_event_in_status(
-    kubectl: Kubectl, operator: OperatorProcess, kwok_paused: None
-) -> None:
-    kubectl.apply(MODEL % {"name": "stuck"})
-    pod = _pending_pod(kubectl, "stuck")
-    kubectl.wait_phase("chatmodel", "stuck", "Progressing")
-    message = (
-        'Multi-Attach error for volume "pvc-7" Volume is already used by pod(s) stuck-0 and is attached to '
-        "another node"
-    )
-    # The Event as the attach/detach controller writes it.
+def _volume_event(kubectl: Kubectl, pod: dict, name: str, reason: str, message: str, at: str) -> None:
+    """A volume Warning about `pod` as the kubelet or the attach/detach controller writes it."""
     kubectl.apply(
         json.dumps(
             {
                 "apiVersion": "v1",
                 "kind": "Event",
-                "metadata": {"name": f"{pod['metadata']['name']}.multiattach"},
+                "metadata": {"name": f"{pod['metadata']['name']}.{name}"},
                 "involvedObject": {
                     "apiVersion": "v1",
                     "kind": "Pod",
@@ -110,17 +101,27 @@ def test_a_pod_stuck_on_a_volume_reports_the_kubelets_event_in_status(
                     "uid": pod["metadata"]["uid"],
                 },
                 "type": "Warning",
-                "reason": "FailedAttachVolume",
+                "reason": reason,
                 "message": message,
-                "source": {"component": "attachdetach-controller"},
-                "firstTimestamp": "2026-11-30T20:00:00Z",
-                "lastTimestamp": "2026-11-30T20:00:00Z",
+                "firstTimestamp": at,
+                "lastTimestamp": at,
                 "count": 1,
             }
         )
     )
-    # Neither pod nor Deployment changes (no kubelet), as on a real node where the kubelet only adds Events:
-    # the operator looks at a pod still creating again by itself (5 s doubling to 60 s).
+
+
+def test_a_pod_stuck_on_a_volume_reports_the_kubelets_event_in_status(
+    kubectl: Kubectl, operator: OperatorProcess, kwok_paused: None
+) -> None:
+    kubectl.apply(MODEL % {"name": "stuck"})
+    pod = _pending_pod(kubectl, "stuck")
+    kubectl.wait_phase("chatmodel", "stuck", "Progressing")
+    multi_attach = (
+        'Multi-Attach error for volume "pvc-7" Volume is already used by pod(s) stuck-0 and is attached to '
+        "another node"
+    )
+    _volume_event(kubectl, pod, "attach", "FailedAttachVolume", multi_attach, "2026-11-30T20:00:00Z")
     status = wait_until(
         lambda: (s := kubectl.status("chatmodel", "stuck")).get("reason") == "FailedAttachVolume" and s,
         90,
@@ -128,3 +129,19 @@ def test_a_pod_stuck_on_a_volume_reports_the_kubelets_event_in_status(
     )
     assert status["phase"] == "Degraded"
     assert "Multi-Attach error" in status["message"]
+
+    # Later Events change no pod and no Deployment (no kubelet here; on a real node the kubelet only adds
+    # Events while it retries): the operator looks at a pod still creating again by itself (5 s doubling
+    # to 60 s). The kubelet's summary after two minutes does not hide the cause; a newer cause replaces it.
+    summary = (
+        "Unable to attach or mount volumes: unmounted volumes=[cache]: timed out waiting for the condition"
+    )
+    _volume_event(kubectl, pod, "summary", "FailedMount", summary, "2026-11-30T20:02:00Z")
+    setup = 'MountVolume.SetUp failed for volume "pvc-7" : mount failed: exit status 32'
+    _volume_event(kubectl, pod, "setup", "FailedMount", setup, "2026-11-30T20:01:00Z")
+    status = wait_until(
+        lambda: (s := kubectl.status("chatmodel", "stuck")).get("reason") == "FailedMount" and s,
+        150,
+        "the newer FailedMount in status",
+    )
+    assert status["message"] == f"{pod['metadata']['name']}: {setup}"
