@@ -16,7 +16,8 @@ from hack import quickstart as steps
 from tests.support.node import Cluster
 from tests.support.pods import announce, wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(900)]
+# As long as the other modules': the first test to need the node waits for the node lock (up to 30 min).
+pytestmark = [pytest.mark.cluster, pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 
 def _status(cluster: Cluster, namespace: str) -> dict:
