@@ -82,13 +82,21 @@ def test_gguf_is_the_file_itself_or_the_only_one_in_a_directory_without_a_config
 )
 def test_cgroup_quota_gives_whole_cpus(tmp_path, cpu_max, cpus):
     (tmp_path / "cpu.max").write_text(cpu_max)
-    assert cgroup_cpus(tmp_path / "cpu.max") == cpus
+    assert cgroup_cpus(tmp_path) == cpus
+
+
+@pytest.mark.parametrize(("quota", "cpus"), [("300000", 3), ("50000", 1), ("-1", None)])
+def test_cgroup_v1_quota_counts_when_there_is_no_cpu_max(tmp_path, quota, cpus):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpus(tmp_path) == cpus
 
 
 def test_configured_threads_win_over_the_quota(tmp_path):
     (tmp_path / "cpu.max").write_text("100000 100000\n")
-    assert cpu_threads(3, tmp_path / "cpu.max") == 3
-    assert cpu_threads(None, tmp_path / "cpu.max") == 1
+    assert cpu_threads(3, tmp_path) == 3
+    assert cpu_threads(None, tmp_path) == 1
     assert cpu_threads(None, tmp_path / "absent") >= 1
 
 
