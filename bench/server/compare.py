@@ -429,8 +429,8 @@ def _chat_renderer(hf: Path):
 
 
 # -- report -------------------------------------------------------------------------------------------
-def ratio(results: dict, clients: int, mine: str, theirs: str) -> str:
-    a, b = results.get((mine, clients)), results.get((theirs, clients))
+def ratio(results: dict, level: int, mine: str, theirs: str) -> str:
+    a, b = results.get((mine, level)), results.get((theirs, level))
     if not a or not b or not b.tokens_per_s:
         return "not measured"
     return f"**{a.tokens_per_s / b.tokens_per_s:.2f}**"
@@ -448,7 +448,9 @@ def table_row(clients: int, label: str, cell: Cell) -> str:
 
 
 def report(results: dict, crowded: dict, names: list[str], clients: list[int], meta: dict) -> str:
-    """The run as markdown; ``crowded`` holds the cells run beside a busy neighbour (``--neighbour``)."""
+    """The run as markdown. ``results`` and ``crowded`` (the cells run beside a busy neighbour) are keyed by
+    contender and level: the index in ``clients``, which may name a number twice (a second round, in another
+    order)."""
     lines = [
         "# Model server load benchmark (CPU), side by side",
         "",
@@ -464,29 +466,29 @@ def report(results: dict, crowded: dict, names: list[str], clients: list[int], m
         "| CPU ms/token | load at start |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for n in clients:
+    for level, n in enumerate(clients):
         for name in names:
             for label, cell in (
-                (name, results.get((name, n))),
-                (f"{name} + neighbour", crowded.get((name, n))),
+                (name, results.get((name, level))),
+                (f"{name} + neighbour", crowded.get((name, level))),
             ):
                 if cell is not None:
                     lines.append(table_row(n, label, cell))
     lines += ["", "Ratios of output tokens/s (targets of issue 14):", ""]
-    for n in clients:
+    for level, n in enumerate(clients):
         lines.append(
             f"- {n} clients: kubechat-transformers ÷ transformers-serve "
-            f"{ratio(results, n, 'kubechat-transformers', 'transformers-serve')}; kubechat-llama.cpp ÷ "
-            f"llama-server {ratio(results, n, 'kubechat-llama.cpp', 'llama-server')}; kubechat-llama.cpp ÷ "
-            f"transformers-serve {ratio(results, n, 'kubechat-llama.cpp', 'transformers-serve')}"
+            f"{ratio(results, level, 'kubechat-transformers', 'transformers-serve')}; kubechat-llama.cpp ÷ "
+            f"llama-server {ratio(results, level, 'kubechat-llama.cpp', 'llama-server')}; kubechat-llama.cpp "
+            f"÷ transformers-serve {ratio(results, level, 'kubechat-llama.cpp', 'transformers-serve')}"
         )
     if crowded:
         lines += ["", "With one busy neighbour ÷ without (issue 14: at least 0.7):", ""]
-        for n in clients:
+        for level, n in enumerate(clients):
             pairs = [
-                f"{name} **{crowded[(name, n)].tokens_per_s / results[(name, n)].tokens_per_s:.2f}**"
+                f"{name} **{crowded[(name, level)].tokens_per_s / results[(name, level)].tokens_per_s:.2f}**"
                 for name in names
-                if (name, n) in crowded and results[(name, n)].tokens_per_s
+                if (name, level) in crowded and results[(name, level)].tokens_per_s
             ]
             if pairs:
                 lines.append(f"- {n} clients: " + "; ".join(pairs))
@@ -540,11 +542,11 @@ def main() -> None:
             for contender in order:
                 if clients > contender.max_clients:
                     continue
-                results[(contender.name, clients)] = cell = drive(contender, clients, work)
+                results[(contender.name, level)] = cell = drive(contender, clients, work)
                 progress(clients, contender.name, cell)
                 if args.neighbour:
                     with Neighbour(args.neighbour_limit):
-                        crowded[(contender.name, clients)] = cell = drive(contender, clients, work)
+                        crowded[(contender.name, level)] = cell = drive(contender, clients, work)
                     progress(clients, f"{contender.name} + neighbour", cell)
     finally:
         for contender in chosen:
