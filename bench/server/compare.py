@@ -77,9 +77,12 @@ PROMPTS = SHORT[:3] + LONG[:1] + SHORT[3:] + LONG[1:]
 BUDGETS = [32, 256, 64, 128, 48, 200, 96, 160]
 
 
-def request_list(count: int, cap: int) -> list[tuple[str, int]]:
-    """The same ``count`` (prompt, answer budget) pairs for every contender; budgets at most ``cap``."""
-    return [(PROMPTS[i % len(PROMPTS)], min(cap, BUDGETS[i % len(BUDGETS)])) for i in range(count)]
+def request_list(count: int, cap: int, tag: str = "") -> list[tuple[str, int]]:
+    """The same ``count`` (prompt, answer budget) pairs for every contender; budgets at most ``cap``. Every
+    cell of a run gets its own ``tag`` before each prompt: llama.cpp keeps prompts in its cache, and a cell
+    repeating an earlier cell's prompts would skip their prefill (measured: the second of two identical
+    cells at 8 clients ran at 0.13 s to the first token instead of 4.2 s, and looked 1.56x as fast)."""
+    return [(tag + PROMPTS[i % len(PROMPTS)], min(cap, BUDGETS[i % len(BUDGETS)])) for i in range(count)]
 
 
 @dataclass
@@ -537,7 +540,9 @@ def main() -> None:
             contender.wait_ready(900)
             drive(contender, 1, request_list(1, 8))  # warm-up, not measured
         for level, clients in enumerate(args.clients):
-            work = request_list(max(args.min_requests, clients * args.requests_per_client), args.max_tokens)
+            count = max(args.min_requests, clients * args.requests_per_client)
+            work = request_list(count, args.max_tokens, f"({level}a) ")
+            again = request_list(count, args.max_tokens, f"({level}b) ")
             order = chosen[level % len(chosen) :] + chosen[: level % len(chosen)]
             for contender in order:
                 if clients > contender.max_clients:
@@ -546,7 +551,7 @@ def main() -> None:
                 progress(clients, contender.name, cell)
                 if args.neighbour:
                     with Neighbour(args.neighbour_limit):
-                        crowded[(contender.name, level)] = cell = drive(contender, clients, work)
+                        crowded[(contender.name, level)] = cell = drive(contender, clients, again)
                     progress(clients, f"{contender.name} + neighbour", cell)
     finally:
         for contender in chosen:
