@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from kubechat_server.engine.sampling import SamplingParams, TokenLogprob
 from kubechat_server.engine.select import choose_engine
 from kubechat_server.engine.threads import cgroup_cpus, cpu_threads
 from kubechat_server.progress import ProgressReporter
+from tests.support.procs import python_env
 from tests.support.tiny_models import tiny_model_dir
 
 
@@ -98,6 +101,17 @@ def test_configured_threads_win_over_the_quota(tmp_path):
     assert cpu_threads(3, tmp_path) == 3
     assert cpu_threads(None, tmp_path) == 1
     assert cpu_threads(None, tmp_path / "absent") >= 1
+
+
+@pytest.mark.parametrize(("given", "policy"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_asleep_unless_the_environment_says_otherwise(given, policy):
+    env = python_env()
+    env.pop("OMP_WAIT_POLICY", None)
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, kubechat_server; print(os.environ['OMP_WAIT_POLICY'])"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == policy
 
 
 def test_llama_cpp_greedy_request_has_no_sampler_but_temperature_zero():
