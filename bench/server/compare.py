@@ -18,7 +18,14 @@ of 32 to 256 tokens, OpenAI ``/v1/chat/completions`` with ``stream: true`` (the 
 ``/generate``). Each client sends requests back to back from a shared list (closed loop); every request
 has a timeout. For each number of clients the contenders run one after another, their order rotated per
 level. Reported: output tokens/s over the cell's wall time, time to first token p50/p99, inter-token
-latency p50, errors; and the machine's load average before each cell.
+latency p50, errors; the machine's load average before each cell; and the CPU time the contender's process
+and its children (kubechat's ``llama-server``) used per generated token, from ``/proc/<pid>/stat``, which a
+shared machine's noise moves far less than the wall-clock rate.
+
+``--neighbour`` runs every cell a second time beside one busy neighbour: a CPU-bound Python loop started
+by the harness just before the cell, pinned to no CPU, killed right after it (and ending by itself after
+``--neighbour-limit`` seconds should the harness die), and reports tokens/s with it ÷ without it per
+contender (issue 14: at least 0.7).
 """
 
 from __future__ import annotations
@@ -70,9 +77,12 @@ PROMPTS = SHORT[:3] + LONG[:1] + SHORT[3:] + LONG[1:]
 BUDGETS = [32, 256, 64, 128, 48, 200, 96, 160]
 
 
-def request_list(count: int, cap: int) -> list[tuple[str, int]]:
-    """The same ``count`` (prompt, answer budget) pairs for every contender; budgets at most ``cap``."""
-    return [(PROMPTS[i % len(PROMPTS)], min(cap, BUDGETS[i % len(BUDGETS)])) for i in range(count)]
+def request_list(count: int, cap: int, tag: str = "") -> list[tuple[str, int]]:
+    """The same ``count`` (prompt, answer budget) pairs for every contender; budgets at most ``cap``. Every
+    cell of a run gets its own ``tag`` before each prompt: llama.cpp keeps prompts in its cache, and a cell
+    repeating an earlier cell's prompts would skip their prefill (measured: the second of two identical
+    cells at 8 clients ran at 0.13 s to the first token instead of 4.2 s, and looked 1.56x as fast)."""
+    return [(tag + PROMPTS[i % len(PROMPTS)], min(cap, BUDGETS[i % len(BUDGETS)])) for i in range(count)]
 
 
 @dataclass
@@ -93,7 +103,18 @@ class Cell:
     samples: list[Sample]
     seconds: float
     load: float
-    notes: list[str] = field(default_factory=list)
+    cpu: CpuTime | None = None
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.ok)
+
+    def cpu_ms_per_token(self, part: str) -> float:
+        """CPU milliseconds per generated token of the server process (``part="process"``) or of its
+        children (``"children"``)."""
+        if self.cpu is None or not self.tokens:
+            return float("nan")
+        return getattr(self.cpu, part) * 1000 / self.tokens
 
     @property
     def ok(self) -> list[Sample]:
@@ -101,7 +122,7 @@ class Cell:
 
     @property
     def tokens_per_s(self) -> float:
-        return sum(s.tokens for s in self.ok) / self.seconds
+        return self.tokens / self.seconds
 
     def ttft(self, q: float) -> float:
         values = sorted(s.first - s.started for s in self.ok if s.first is not None)
@@ -110,6 +131,70 @@ class Cell:
     def itl(self) -> float:
         gaps = [(s.last - s.first) / (s.tokens - 1) for s in self.ok if s.tokens > 1 and s.first is not None]
         return statistics.median(gaps) if gaps else float("nan")
+
+
+# -- CPU time ------------------------------------------------------------------------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """``(parent pid, user + system CPU seconds of all its threads)`` from ``/proc/<pid>/stat``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: the fields after it follow the last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@dataclass
+class CpuTime:
+    """CPU seconds of a server process and, separately, of its descendants (kubechat's llama-server)."""
+
+    process: float
+    children: float
+
+    @classmethod
+    def of(cls, pid: int) -> CpuTime:
+        parents: dict[int, int] = {}
+        seconds: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+                parents[int(entry)], seconds[int(entry)] = stat
+        tree, grew = {pid}, True
+        while grew:
+            below = {child for child, parent in parents.items() if parent in tree} - tree
+            tree |= below
+            grew = bool(below)
+        return cls(seconds.get(pid, 0.0), sum(seconds[p] for p in tree - {pid}))
+
+    def __sub__(self, other: CpuTime) -> CpuTime:
+        return CpuTime(self.process - other.process, self.children - other.children)
+
+
+class Neighbour:
+    """One busy process beside the contender for the length of a cell: a CPU-bound loop, pinned to no CPU,
+    that ends by itself after ``limit`` seconds if nobody stops it."""
+
+    LOOP = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass"
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Neighbour:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.LOOP, str(self.limit)],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 # -- clients ------------------------------------------------------------------------------------------
@@ -175,6 +260,7 @@ def seed_generate(session: requests.Session, url: str, model: str, prompt: str, 
 
 def drive(contender: Contender, clients: int, work: list[tuple[str, int]]) -> Cell:
     load = os.getloadavg()[0]
+    cpu_before = CpuTime.of(contender.process.pid)
     pending = list(enumerate(work))
     samples: list[Sample] = []
 
@@ -190,7 +276,8 @@ def drive(contender: Contender, clients: int, work: list[tuple[str, int]]) -> Ce
     started = time.monotonic()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
-    return Cell(samples, time.monotonic() - started, load)
+    seconds = time.monotonic() - started
+    return Cell(samples, seconds, load, CpuTime.of(contender.process.pid) - cpu_before)
 
 
 # -- contenders ---------------------------------------------------------------------------------------
@@ -345,14 +432,28 @@ def _chat_renderer(hf: Path):
 
 
 # -- report -------------------------------------------------------------------------------------------
-def ratio(results: dict, clients: int, mine: str, theirs: str) -> str:
-    a, b = results.get((mine, clients)), results.get((theirs, clients))
+def ratio(results: dict, level: int, mine: str, theirs: str) -> str:
+    a, b = results.get((mine, level)), results.get((theirs, level))
     if not a or not b or not b.tokens_per_s:
         return "not measured"
     return f"**{a.tokens_per_s / b.tokens_per_s:.2f}**"
 
 
-def report(results: dict, names: list[str], clients: list[int], meta: dict) -> str:
+def table_row(clients: int, label: str, cell: Cell) -> str:
+    cpu = f"{cell.cpu_ms_per_token('process'):.2f}"
+    if cell.cpu and cell.cpu.children:
+        cpu += f" + {cell.cpu_ms_per_token('children'):.2f}"
+    return (
+        f"| {clients} | {label} | {cell.tokens_per_s:.1f} | {cell.ttft(0.5):.2f} | {cell.ttft(0.99):.2f} "
+        f"| {cell.itl() * 1000:.0f} | {len(cell.samples)} | {len(cell.samples) - len(cell.ok)} | {cpu} "
+        f"| {cell.load:.1f} |"
+    )
+
+
+def report(results: dict, crowded: dict, names: list[str], clients: list[int], meta: dict) -> str:
+    """The run as markdown. ``results`` and ``crowded`` (the cells run beside a busy neighbour) are keyed by
+    contender and level: the index in ``clients``, which may name a number twice (a second round, in another
+    order)."""
     lines = [
         "# Model server load benchmark (CPU), side by side",
         "",
@@ -361,29 +462,50 @@ def report(results: dict, names: list[str], clients: list[int], meta: dict) -> s
         f"(1 min) at the start: {meta['load_start']:.1f}, at the end: {meta['load_end']:.1f} — other "
         "sessions shared these cores, so absolute numbers are noisy.",
         "",
+        "CPU ms/token: CPU time of the contender's process (+ its children: kubechat's llama-server) per "
+        "generated token during the cell.",
+        "",
         "| clients | contender | output tok/s | TTFT p50 s | TTFT p99 s | ITL p50 ms | requests | errors "
-        "| load at start |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| CPU ms/token | load at start |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for n in clients:
+    for level, n in enumerate(clients):
         for name in names:
-            cell = results.get((name, n))
-            if cell is None:
-                continue
-            lines.append(
-                f"| {n} | {name} | {cell.tokens_per_s:.1f} | {cell.ttft(0.5):.2f} | {cell.ttft(0.99):.2f} | "
-                f"{cell.itl() * 1000:.0f} | {len(cell.samples)} | {len(cell.samples) - len(cell.ok)} | "
-                f"{cell.load:.1f} |"
-            )
+            for label, cell in (
+                (name, results.get((name, level))),
+                (f"{name} + neighbour", crowded.get((name, level))),
+            ):
+                if cell is not None:
+                    lines.append(table_row(n, label, cell))
     lines += ["", "Ratios of output tokens/s (targets of issue 14):", ""]
-    for n in clients:
+    for level, n in enumerate(clients):
         lines.append(
             f"- {n} clients: kubechat-transformers ÷ transformers-serve "
-            f"{ratio(results, n, 'kubechat-transformers', 'transformers-serve')}; kubechat-llama.cpp ÷ "
-            f"llama-server {ratio(results, n, 'kubechat-llama.cpp', 'llama-server')}; kubechat-llama.cpp ÷ "
-            f"transformers-serve {ratio(results, n, 'kubechat-llama.cpp', 'transformers-serve')}"
+            f"{ratio(results, level, 'kubechat-transformers', 'transformers-serve')}; kubechat-llama.cpp ÷ "
+            f"llama-server {ratio(results, level, 'kubechat-llama.cpp', 'llama-server')}; kubechat-llama.cpp "
+            f"÷ transformers-serve {ratio(results, level, 'kubechat-llama.cpp', 'transformers-serve')}"
         )
+    if crowded:
+        lines += ["", "With one busy neighbour ÷ without (issue 14: at least 0.7):", ""]
+        for level, n in enumerate(clients):
+            pairs = [
+                f"{name} **{crowded[(name, level)].tokens_per_s / results[(name, level)].tokens_per_s:.2f}**"
+                for name in names
+                if (name, level) in crowded and results[(name, level)].tokens_per_s
+            ]
+            if pairs:
+                lines.append(f"- {n} clients: " + "; ".join(pairs))
     return "\n".join(lines) + "\n"
+
+
+def progress(clients: int, label: str, cell: Cell) -> None:
+    errors = sorted({s.error for s in cell.samples if s.error})
+    print(
+        f"{clients:>3} clients {label:<34} {cell.tokens_per_s:7.1f} tok/s  ttft p50 {cell.ttft(0.5):6.2f}s  "
+        f"cpu {cell.cpu_ms_per_token('process'):.2f}+{cell.cpu_ms_per_token('children'):.2f} ms/tok  "
+        f"errors {len(cell.samples) - len(cell.ok)} {errors}  load {cell.load:.1f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -397,6 +519,12 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=32)
     parser.add_argument("--slot-context", type=int, default=1536)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--neighbour", action="store_true", help="run every cell again beside one busy neighbour process"
+    )
+    parser.add_argument(
+        "--neighbour-limit", type=float, default=900, help="seconds after which a neighbour ends by itself"
+    )
     args = parser.parse_args()
     names = args.contenders
     chosen = contenders(names, args.threads, args.slots, args.slot_context)
@@ -404,6 +532,7 @@ def main() -> None:
     log_dir.mkdir(parents=True)
     load_start, started = os.getloadavg()[0], time.monotonic()
     results: dict[tuple[str, int], Cell] = {}
+    crowded: dict[tuple[str, int], Cell] = {}
     try:
         for contender in chosen:
             contender.start(log_dir)
@@ -411,20 +540,19 @@ def main() -> None:
             contender.wait_ready(900)
             drive(contender, 1, request_list(1, 8))  # warm-up, not measured
         for level, clients in enumerate(args.clients):
-            work = request_list(max(args.min_requests, clients * args.requests_per_client), args.max_tokens)
+            count = max(args.min_requests, clients * args.requests_per_client)
+            work = request_list(count, args.max_tokens, f"({level}a) ")
+            again = request_list(count, args.max_tokens, f"({level}b) ")
             order = chosen[level % len(chosen) :] + chosen[: level % len(chosen)]
             for contender in order:
                 if clients > contender.max_clients:
                     continue
-                cell = drive(contender, clients, work)
-                results[(contender.name, clients)] = cell
-                errors = sorted({s.error for s in cell.samples if s.error})
-                print(
-                    f"{clients:>3} clients {contender.name:<22} {cell.tokens_per_s:7.1f} tok/s  "
-                    f"ttft p50 {cell.ttft(0.5):6.2f}s  errors {len(cell.samples) - len(cell.ok)} {errors}  "
-                    f"load {cell.load:.1f}",
-                    flush=True,
-                )
+                results[(contender.name, level)] = cell = drive(contender, clients, work)
+                progress(clients, contender.name, cell)
+                if args.neighbour:
+                    with Neighbour(args.neighbour_limit):
+                        crowded[(contender.name, level)] = cell = drive(contender, clients, again)
+                    progress(clients, f"{contender.name} + neighbour", cell)
     finally:
         for contender in chosen:
             contender.stop()
@@ -438,7 +566,7 @@ def main() -> None:
         "load_start": load_start,
         "load_end": os.getloadavg()[0],
     }
-    text = report(results, names, args.clients, meta)
+    text = report(results, crowded, names, args.clients, meta)
     print(text)
     if args.out:
         args.out.write_text(text)

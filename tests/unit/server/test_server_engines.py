@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from kubechat_server.engine.sampling import SamplingParams, TokenLogprob
 from kubechat_server.engine.select import choose_engine
 from kubechat_server.engine.threads import cgroup_cpus, cpu_threads
 from kubechat_server.progress import ProgressReporter
+from tests.support.procs import python_env
 from tests.support.tiny_models import tiny_model_dir
 
 
@@ -82,14 +85,33 @@ def test_gguf_is_the_file_itself_or_the_only_one_in_a_directory_without_a_config
 )
 def test_cgroup_quota_gives_whole_cpus(tmp_path, cpu_max, cpus):
     (tmp_path / "cpu.max").write_text(cpu_max)
-    assert cgroup_cpus(tmp_path / "cpu.max") == cpus
+    assert cgroup_cpus(tmp_path) == cpus
+
+
+@pytest.mark.parametrize(("quota", "cpus"), [("300000", 3), ("50000", 1), ("-1", None)])
+def test_cgroup_v1_quota_counts_when_there_is_no_cpu_max(tmp_path, quota, cpus):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpus(tmp_path) == cpus
 
 
 def test_configured_threads_win_over_the_quota(tmp_path):
     (tmp_path / "cpu.max").write_text("100000 100000\n")
-    assert cpu_threads(3, tmp_path / "cpu.max") == 3
-    assert cpu_threads(None, tmp_path / "cpu.max") == 1
+    assert cpu_threads(3, tmp_path) == 3
+    assert cpu_threads(None, tmp_path) == 1
     assert cpu_threads(None, tmp_path / "absent") >= 1
+
+
+@pytest.mark.parametrize(("given", "policy"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_asleep_unless_the_environment_says_otherwise(given, policy):
+    env = python_env()
+    env.pop("OMP_WAIT_POLICY", None)
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, kubechat_server; print(os.environ['OMP_WAIT_POLICY'])"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == policy
 
 
 def test_llama_cpp_greedy_request_has_no_sampler_but_temperature_zero():
