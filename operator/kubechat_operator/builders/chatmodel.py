@@ -28,7 +28,7 @@ from kubechat_operator.builders.common import (
     workload_name,
 )
 from kubechat_operator.config import OperatorConfig
-from kubechat_operator.spec import ChatModelSpec, ModelResources, Resource
+from kubechat_operator.spec import ChatModelSpec, ModelAutoscaling, ModelResources, Resource
 
 COMPONENT = "model-server"
 CACHE_DIR = "/cache"
@@ -380,6 +380,16 @@ def build_deployment(owner: Resource, spec: ChatModelSpec, config: OperatorConfi
     }
 
 
+def build_cpu_autoscaler(owner: Resource, autoscaling: ModelAutoscaling) -> Manifest:
+    """The HPA of metric cpu. The ChatModel's stabilisation windows become its behavior, so they mean the same
+    with either metric (the request autoscaler applies them itself)."""
+    behavior = {
+        "scaleUp": {"stabilizationWindowSeconds": autoscaling.scale_up_stabilization_seconds},
+        "scaleDown": {"stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds},
+    }
+    return horizontal_pod_autoscaler(owner, COMPONENT, autoscaling, behavior)
+
+
 def build_model_children(owner: Resource, spec: ChatModelSpec, config: OperatorConfig) -> list[Manifest]:
     """Every child of a ChatModel, in the order they should be applied (config and RBAC before the pods)."""
     children = [
@@ -392,7 +402,7 @@ def build_model_children(owner: Resource, spec: ChatModelSpec, config: OperatorC
         build_deployment(owner, spec, config),
         service(owner, COMPONENT, HTTP_PORT),
         # metric requests: the operator scales (autoscaler.py) and a leftover CPU HPA is pruned.
-        horizontal_pod_autoscaler(owner, COMPONENT, spec.autoscaling)
+        build_cpu_autoscaler(owner, spec.autoscaling)
         if spec.autoscaling and not spec.scales_on_requests
         else None,
         build_pod_disruption_budget(owner, spec),

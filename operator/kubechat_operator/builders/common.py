@@ -174,32 +174,38 @@ def service(owner: Resource, component: str, port: int, service_type: str = "Clu
     }
 
 
-def horizontal_pod_autoscaler(owner: Resource, component: str, autoscaling: Autoscaling) -> Manifest:
+def horizontal_pod_autoscaler(
+    owner: Resource, component: str, autoscaling: Autoscaling, behavior: Manifest | None = None
+) -> Manifest:
     """An autoscaling/v2 HPA that scales the custom resource itself through its scale subresource.
 
     Scaling the CR (not the Deployment) keeps spec.replicas the one source of truth the operator applies.
+    behavior (spec.behavior: scaleUp / scaleDown) is left to the HPA's defaults when None.
     """
+    hpa_spec: Manifest = {
+        "scaleTargetRef": {"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.name},
+        "minReplicas": autoscaling.min_replicas,
+        "maxReplicas": autoscaling.max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": autoscaling.target_cpu_utilization_percentage,
+                    },
+                },
+            }
+        ],
+    }
+    if behavior is not None:
+        hpa_spec["behavior"] = behavior
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": metadata(owner, workload_name(owner), component),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.name},
-            "minReplicas": autoscaling.min_replicas,
-            "maxReplicas": autoscaling.max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": autoscaling.target_cpu_utilization_percentage,
-                        },
-                    },
-                }
-            ],
-        },
+        "spec": hpa_spec,
     }
 
 

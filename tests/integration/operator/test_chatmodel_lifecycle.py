@@ -231,6 +231,9 @@ def test_cpu_autoscaling_creates_an_hpa_on_the_chatmodel_and_removing_it_deletes
         "name": "tiny",
     }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    # The ChatModel's default windows, stored beside the policies the apiserver fills in.
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert hpa["spec"]["behavior"]["scaleUp"]["policies"]
     kubectl(
         "patch", "chatmodel", "tiny", "--type=json", "-p", '[{"op": "remove", "path": "/spec/autoscaling"}]'
     )

@@ -107,6 +107,7 @@ def test_title_change_rolls_the_pods(frontend_owner: Resource, config: OperatorC
 def test_autoscaling_adds_an_hpa(frontend_owner: Resource, config: OperatorConfig) -> None:
     children = _children(frontend_owner, config, {**SPEC, "autoscaling": {"maxReplicas": 3}})
     assert children["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["kind"] == "ChatFrontend"
+    assert "behavior" not in children["HorizontalPodAutoscaler"]["spec"]  # the HPA's defaults
     assert "HorizontalPodAutoscaler" not in _children(frontend_owner, config, SPEC)
 
 

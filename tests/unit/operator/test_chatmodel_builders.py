@@ -277,6 +277,27 @@ def test_cpu_autoscaling_adds_an_hpa_that_scales_the_chatmodel(
     }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert hpa["spec"]["behavior"] == {  # the spec's defaults, which are the HPA's own
+        "scaleUp": {"stabilizationWindowSeconds": 0},
+        "scaleDown": {"stabilizationWindowSeconds": 300},
+    }
+
+
+def test_the_cpu_hpa_honours_the_chatmodels_stabilisation_windows(
+    config: OperatorConfig, model_owner: Resource, by_kind
+) -> None:
+    autoscaling = {
+        "metric": "cpu",
+        "maxReplicas": 3,
+        "scaleUpStabilizationSeconds": 20,
+        "scaleDownStabilizationSeconds": 45,
+    }
+    spec = ChatModelSpec.model_validate({**GODEL, "autoscaling": autoscaling})
+    hpa = by_kind(build_model_children(model_owner, spec, config))["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["behavior"] == {
+        "scaleUp": {"stabilizationWindowSeconds": 20},
+        "scaleDown": {"stabilizationWindowSeconds": 45},
+    }
 
 
 def test_a_read_write_many_cache_is_one_claim_shared_by_the_replicas(
