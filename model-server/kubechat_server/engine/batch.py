@@ -7,6 +7,10 @@ token limit, cancellation or its deadline) and its cache entries are dropped.
 Batching is continuous: requests that arrive while a batch runs are prefilled on their own and then merged
 into the running batch (caches and masks padded to common lengths), so nobody waits for the longest answer
 of the batch before them.
+
+Prompts are prefilled in groups of similar length (``prefill_groups``), then merged: one padded prefill of
+the benchmark's 32 chat prompts (24 of ~40 tokens, 8 of 354-513) computed 16,416 positions for 4,476 real
+ones and took 19.5 s on two cores; in three groups it took 4.4 s.
 """
 
 from __future__ import annotations
@@ -20,6 +24,30 @@ from kubechat_server.engine.answer import Answer
 from kubechat_server.engine.loader import LoadedModel
 from kubechat_server.engine.requests import GenerationRequest
 from kubechat_server.engine.sampling import RowSampler, TokenLogprob
+
+# A prefill group may pad up to this share of its real tokens (or PAD_SLACK_TOKENS, whichever is more) before
+# a prompt starts a group of its own: each extra group costs one more forward pass (~20 ms of Python and
+# kernel launches for a 30-layer model) and one more cache merge, so near-equal lengths stay together.
+PAD_SHARE = 0.25
+PAD_SLACK_TOKENS = 64
+
+
+def prefill_groups(requests: Sequence[GenerationRequest]) -> list[list[GenerationRequest]]:
+    """``requests`` in groups of similar prompt length (shortest first), so that padding each group to its
+    longest prompt wastes little work."""
+    groups: list[list[GenerationRequest]] = []
+    real = 0
+    for request in sorted(requests, key=lambda r: len(r.prompt_ids)):
+        length = len(request.prompt_ids)
+        if groups:
+            padded = (len(groups[-1]) + 1) * length
+            if padded - (real + length) <= max(PAD_SHARE * (real + length), PAD_SLACK_TOKENS):
+                groups[-1].append(request)
+                real += length
+                continue
+        groups.append([request])
+        real = length
+    return groups
 
 
 class NewcomerError(RuntimeError):
@@ -55,11 +83,36 @@ class Batch:
     def size(self) -> int:
         return len(self.rows)
 
+    @classmethod
+    def mergeable(cls, loaded: LoadedModel) -> bool:
+        """Whether batches of this model can take newcomers (its cache layers are plain growing ones)."""
+        return cls._mergeable(cls._empty_cache(loaded))
+
     def can_admit(self) -> bool:
         """Whether new requests may join this running batch."""
-        return False
+        return self._mergeable(self.cache)
+
+    @classmethod
+    def _mergeable(cls, cache) -> bool:
+        from kubechat_server.engine import kv_cache  # imports transformers, which the llama.cpp engine skips
+
+        return kv_cache.mergeable(cls._cache_layers(cache))
 
     def admit(self, requests: Sequence[GenerationRequest]) -> None:
+        """Prefill ``requests`` on their own, in groups of similar length, and merge each group in (a group
+        whose prefill fails raises ``NewcomerError``; groups merged before it stay)."""
+        for group in prefill_groups(requests):
+            self._merge(self._newcomers(group))
+
+    @staticmethod
+    def _empty_cache(loaded: LoadedModel):
+        raise NotImplementedError
+
+    @staticmethod
+    def _cache_layers(cache) -> list:
+        raise NotImplementedError
+
+    def _merge(self, newcomers: Batch) -> None:
         raise NotImplementedError
 
     def _newcomers(self, requests: Sequence[GenerationRequest]) -> Batch:
@@ -116,14 +169,12 @@ class CausalBatch(Batch):
 
     @torch.inference_mode()
     def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
-        from transformers import DynamicCache
-
         device, pad = self.loaded.device, self.loaded.pad_token_id
         width = max(len(p) for p in prompts)
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         self.mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        self.cache = DynamicCache(config=self.loaded.model.config)
+        self.cache = self._empty_cache(self.loaded)
         out = self.loaded.model(
             input_ids=input_ids,
             attention_mask=self.mask,
@@ -147,6 +198,20 @@ class CausalBatch(Batch):
         self.next_position = self.next_position + 1
         return out.logits[:, -1, :]
 
+    @staticmethod
+    def _empty_cache(loaded: LoadedModel):
+        from transformers import DynamicCache
+
+        from kubechat_server.engine import kv_cache
+
+        cache = DynamicCache(config=loaded.model.config)
+        cache.layers = kv_cache.growing(cache.layers)
+        return cache
+
+    @staticmethod
+    def _cache_layers(cache) -> list:
+        return cache.layers
+
     def _select(self, index: torch.Tensor) -> None:
         self.cache.batch_select_indices(index)
         self.mask, self.next_position = self.mask[index], self.next_position[index]
@@ -158,16 +223,9 @@ class CausalBatch(Batch):
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
 
-    def can_admit(self) -> bool:
-        from transformers.cache_utils import DynamicLayer
-
-        # Merging needs plain growing caches; sliding-window or quantized layers keep dynamic batching.
-        return all(type(layer) is DynamicLayer for layer in self.cache.layers)
-
     @torch.inference_mode()
-    def admit(self, requests: Sequence[GenerationRequest]) -> None:
-        """Prefill ``requests`` on their own, then merge them into this batch (left-padding the shorter)."""
-        newcomers = self._newcomers(requests)
+    def _merge(self, newcomers: Batch) -> None:
+        """Add the prefilled ``newcomers`` to this batch (left-padding the shorter)."""
         width = max(self.mask.shape[1], newcomers.mask.shape[1])
         for mine, theirs in zip(self.cache.layers, newcomers.cache.layers, strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
@@ -200,14 +258,12 @@ class Seq2SeqBatch(Batch):
 
     @torch.inference_mode()
     def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
-        from transformers import DynamicCache, EncoderDecoderCache
-
         device, pad, model = self.loaded.device, self.loaded.pad_token_id, self.loaded.model
         width = max(len(p) for p in prompts)
         input_ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompts], device=device)
         self.mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts], device=device)
         self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=self.mask)
-        self.cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+        self.cache = self._empty_cache(self.loaded)
         self.decoder_mask = self.mask.new_zeros((len(prompts), 0))
         start = self.loaded.decoder_start_token_id
         return self._forward([start if start is not None else pad] * len(prompts))
@@ -235,16 +291,24 @@ class Seq2SeqBatch(Batch):
             for layer in self.cache.self_attention_cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
 
-    def can_admit(self) -> bool:
-        from transformers.cache_utils import DynamicLayer
+    @staticmethod
+    def _empty_cache(loaded: LoadedModel):
+        from transformers import DynamicCache, EncoderDecoderCache
 
-        layers = self.cache.self_attention_cache.layers + self.cache.cross_attention_cache.layers
-        return all(type(layer) is DynamicLayer for layer in layers)
+        from kubechat_server.engine import kv_cache
+
+        config = loaded.model.config
+        decoder = DynamicCache(config=config)
+        decoder.layers = kv_cache.growing(decoder.layers)
+        return EncoderDecoderCache(decoder, DynamicCache(config=config))
+
+    @staticmethod
+    def _cache_layers(cache) -> list:
+        return cache.self_attention_cache.layers + cache.cross_attention_cache.layers
 
     @torch.inference_mode()
-    def admit(self, requests: Sequence[GenerationRequest]) -> None:
-        """Encode ``requests`` and run their first decoder step on their own, then merge them in."""
-        newcomers = self._newcomers(requests)
+    def _merge(self, newcomers: Batch) -> None:
+        """Add the encoded ``newcomers`` (their first decoder step done) to this batch."""
         source = max(self.mask.shape[1], newcomers.mask.shape[1])
         target = max(self.decoder_mask.shape[1], newcomers.decoder_mask.shape[1])
         pairs = zip(
@@ -292,6 +356,12 @@ def start_batch(
     generator: torch.Generator,
     on_first_token: Callable[[GenerationRequest], None],
 ) -> Batch:
-    """A running batch of the right kind for the model."""
+    """A running batch of the right kind for the model, prefilled in groups of similar length where its
+    cache can merge them (else as one padded group)."""
     kind = Seq2SeqBatch if loaded.seq2seq else CausalBatch
-    return kind(loaded, requests, generator, on_first_token)
+    if not kind.mergeable(loaded):
+        return kind(loaded, requests, generator, on_first_token)
+    first, *rest = prefill_groups(requests)
+    batch = kind(loaded, first, generator, on_first_token)
+    batch.admit([request for group in rest for request in group])
+    return batch

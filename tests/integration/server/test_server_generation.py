@@ -23,6 +23,8 @@ PROMPTS = [
     "Does money buy happiness?",
     "The quick brown fox jumps over the lazy dog.",
     "A knight, a dragon and a tavern keeper in a village.",
+    # Ten times longer than the others: the batch prefills it in a group of its own and merges it in.
+    "Summarise this: " + "The old mill by the bridge has not ground grain since the railway came. " * 8,
 ]
 
 
