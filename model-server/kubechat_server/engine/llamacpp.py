@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from kubechat_server import child_environment
 from kubechat_server.engine.answer import Answer
 from kubechat_server.engine.engine import (
     EngineSeam,
@@ -207,6 +208,7 @@ class LlamaServerProcess:
             try:
                 process = subprocess.Popen(
                     self.command,
+                    env=child_environment(),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

@@ -103,15 +103,20 @@ def test_configured_threads_win_over_the_quota(tmp_path):
     assert cpu_threads(None, tmp_path / "absent") >= 1
 
 
-@pytest.mark.parametrize(("given", "policy"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_openmp_threads_wait_asleep_unless_the_environment_says_otherwise(given, policy):
+@pytest.mark.parametrize(
+    ("given", "policy", "childs"), [(None, "PASSIVE", None), ("ACTIVE", "ACTIVE", "ACTIVE")]
+)
+def test_openmp_threads_wait_asleep_unless_the_environment_says_otherwise(given, policy, childs):
     env = python_env()
     env.pop("OMP_WAIT_POLICY", None)
     if given:
         env["OMP_WAIT_POLICY"] = given
-    code = "import os, kubechat_server; print(os.environ['OMP_WAIT_POLICY'])"
+    code = (
+        "import os, kubechat_server as k; "
+        "print(os.environ['OMP_WAIT_POLICY'], k.child_environment().get('OMP_WAIT_POLICY'))"
+    )
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == policy
+    assert run.stdout.split() == [policy, str(childs)]
 
 
 def test_llama_cpp_greedy_request_has_no_sampler_but_temperature_zero():
