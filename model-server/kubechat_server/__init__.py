@@ -13,14 +13,21 @@ SERVER_WAIT_POLICY = "PASSIVE" if "OMP_WAIT_POLICY" not in os.environ else None
 if SERVER_WAIT_POLICY:
     os.environ["OMP_WAIT_POLICY"] = SERVER_WAIT_POLICY
 
+# OpenMP barrier spins of the llama-server child before it sleeps (see ``child_environment``).
+CHILD_SPIN_COUNT = 300
+
 
 def child_environment() -> dict[str, str]:
-    """The environment for a native child process (llama-server): ours, less the wait policy this package
-    chose for torch. A llama-server built with OpenMP (``hack/llama-server``'s native build) asleep at its
-    barriers ran at 0.56x of plain llama-server at 1 client and 0.73x at 32 (run 8: a 135M model's token is
-    hundreds of tiny ops, each waking the team); spinning, it runs as plain llama-server does, and a busy
-    neighbour hurts both alike. A policy the user set still reaches it."""
+    """The environment for a native child process (llama-server): ours, with a short spin instead of the
+    wait policy this package chose for torch. A llama-server built with OpenMP (``hack/llama-server``'s
+    native build) meets a barrier at each of the hundreds of tiny ops of a 135M model's token. Measured
+    (bench/results/server.md, runs 8-9; 2 threads on 2 CPUs, plain llama-server with libgomp's default
+    spin of 300k as the reference): asleep at every barrier it ran at 0.56x of the reference at 1 client;
+    spinning 300k, it matched it but fell to 0.03-0.05x beside one busy neighbour; spinning 300 times
+    (then sleeping) it ran at ~0.9x quiet and ~0.55-0.6x beside the neighbour. A wait policy or spin count
+    the user set still reaches the child."""
     env = dict(os.environ)
     if SERVER_WAIT_POLICY:
         env.pop("OMP_WAIT_POLICY", None)
+        env.setdefault("GOMP_SPINCOUNT", str(CHILD_SPIN_COUNT))
     return env
