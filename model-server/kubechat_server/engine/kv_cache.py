@@ -15,6 +15,24 @@ from transformers.cache_utils import DynamicLayer
 SPARE_COLUMNS = 64
 
 
+class _Filled:
+    """``keys`` or ``values`` of a ``GrowingLayer``: read as the filled part of its buffer; assigned, the
+    tensor becomes the buffer (no spare room) and its length the layer's."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.buffer = f"_{name}_buffer"
+
+    def __get__(self, layer: GrowingLayer | None, owner: type | None = None):
+        if layer is None:
+            return self
+        buffer = getattr(layer, self.buffer)
+        return buffer if buffer is None or buffer.dim() < 3 else buffer[..., : layer._length, :]
+
+    def __set__(self, layer: GrowingLayer, tensor: torch.Tensor | None) -> None:
+        setattr(layer, self.buffer, tensor)
+        layer._length = 0 if tensor is None or tensor.dim() < 3 else tensor.shape[-2]
+
+
 class GrowingLayer(DynamicLayer):
     """A ``DynamicLayer`` whose ``keys``/``values`` are views of longer buffers filled step by step.
 
@@ -22,30 +40,14 @@ class GrowingLayer(DynamicLayer):
     as a buffer without spare room; the next ``update`` moves it into a roomier one.
     """
 
+    keys = _Filled()
+    values = _Filled()
+
     def __init__(self) -> None:
-        self._key_buffer: torch.Tensor | None = None
-        self._value_buffer: torch.Tensor | None = None
+        self._keys_buffer: torch.Tensor | None = None
+        self._values_buffer: torch.Tensor | None = None
         self._length = 0
         super().__init__()
-
-    @property
-    def keys(self) -> torch.Tensor | None:
-        buffer = self._key_buffer
-        return buffer if buffer is None or buffer.dim() < 3 else buffer[..., : self._length, :]
-
-    @keys.setter
-    def keys(self, tensor: torch.Tensor | None) -> None:
-        self._key_buffer = tensor
-        self._length = 0 if tensor is None or tensor.dim() < 3 else tensor.shape[-2]
-
-    @property
-    def values(self) -> torch.Tensor | None:
-        buffer = self._value_buffer
-        return buffer if buffer is None or buffer.dim() < 3 else buffer[..., : self._length, :]
-
-    @values.setter
-    def values(self, tensor: torch.Tensor | None) -> None:
-        self._value_buffer = tensor
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
@@ -56,20 +58,18 @@ class GrowingLayer(DynamicLayer):
             self.keys, self.values = key_states, value_states
             return self.keys, self.values
         end = self._length + key_states.shape[-2]
-        if end > self._key_buffer.shape[-2]:
-            self._key_buffer = _roomier(self.keys, end + SPARE_COLUMNS)
-            self._value_buffer = _roomier(self.values, end + SPARE_COLUMNS)
-        self._key_buffer[..., self._length : end, :] = key_states
-        self._value_buffer[..., self._length : end, :] = value_states
+        if end > self._keys_buffer.shape[-2]:
+            self._keys_buffer = _roomier(self.keys, end + SPARE_COLUMNS)
+            self._values_buffer = _roomier(self.values, end + SPARE_COLUMNS)
+        self._keys_buffer[..., self._length : end, :] = key_states
+        self._values_buffer[..., self._length : end, :] = value_states
         self._length = end
         return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep the ``indices`` rows, and the spare room with them."""
         if self.get_seq_length() > 0:
-            length = self._length
-            self._key_buffer, self._value_buffer = self._key_buffer[indices], self._value_buffer[indices]
-            self._length = length
+            self._keys_buffer, self._values_buffer = self._keys_buffer[indices], self._values_buffer[indices]
 
 
 def _roomier(tensor: torch.Tensor, columns: int) -> torch.Tensor:
