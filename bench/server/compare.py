@@ -340,6 +340,16 @@ def llama_server_binary() -> str:
     return built.stdout.strip().splitlines()[-1]
 
 
+def llama_server_command(binary: str, gguf: Path, slots: int, slot_context: int, threads: int) -> list[str]:
+    """Plain llama-server on ``gguf`` at port ``{port}``: ``slots`` parallel slots of ``slot_context``."""
+    return [
+        binary, "--model", str(gguf), "--host", "127.0.0.1", "--port", "{port}", "--no-webui",
+        "--parallel", str(slots), "--ctx-size", str(slots * slot_context),
+        "--threads", str(threads), "--threads-batch", str(threads),
+        "--no-repack",  # as kubechat passes it: AMX repacking dies with SIGILL here
+    ]  # fmt: skip
+
+
 NAMES = ["kubechat-transformers", "kubechat-llama.cpp", "transformers-serve", "llama-server", "seed-like"]
 
 
@@ -383,25 +393,7 @@ def contenders(names: list[str], threads: int, slots: int, slot_context: int) ->
         ),
         "llama-server": Contender(
             "llama-server",
-            [
-                binary,
-                "--model",
-                str(gguf),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--no-webui",
-                "--parallel",
-                str(slots),
-                "--ctx-size",
-                str(slots * slot_context),
-                "--threads",
-                str(threads),
-                "--threads-batch",
-                str(threads),
-                "--no-repack",  # as kubechat passes it: AMX repacking dies with SIGILL here
-            ],  # fmt: skip
+            llama_server_command(binary, gguf, slots, slot_context, threads),
             {},
             "gguf",
         ),

@@ -19,18 +19,21 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from compare import Contender, Neighbour, drive, llama_server_binary, request_list
+from compare import Contender, Neighbour, drive, llama_server_binary, llama_server_command, request_list
 from models import smollm2_gguf
 
 
 def variant(text: str, binary: str, gguf: Path, threads: int) -> Contender:
     name, _, words = text.partition(":")
-    env = dict(w.split("=", 1) for w in shlex.split(words) if re.match(r"^[A-Z_]+=", w))
-    flags = [w for w in shlex.split(words) if not re.match(r"^[A-Z_]+=", w)]
-    command = [binary, "--model", str(gguf), "--host", "127.0.0.1", "--port", "{port}", "--no-webui"]
-    command += ["--parallel", "32", "--ctx-size", str(32 * 1536), "--no-repack"]
-    command += ["--threads", str(threads), "--threads-batch", str(threads), *flags]
-    return Contender(name, command, env, "gguf")
+    settings, flags = {}, []
+    for word in shlex.split(words):
+        if re.match(r"^[A-Z_]+=", word):
+            key, value = word.split("=", 1)
+            settings[key] = value
+        else:
+            flags.append(word)
+    command = llama_server_command(binary, gguf, 32, 1536, threads) + flags
+    return Contender(name, command, settings, "gguf")
 
 
 def main() -> None:
